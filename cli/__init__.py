@@ -1,0 +1,1 @@
+"""The `attrition` command line: one entry point, one module per command group."""
