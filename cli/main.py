@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import train
+from cli import db, train
 from training.extracts import ExtractError
 from training.store import ModelNotFound
 
-COMMAND_GROUPS = (train,)
+COMMAND_GROUPS = (train, db)
 
 
 class CommandError(RuntimeError):

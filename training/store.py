@@ -86,6 +86,10 @@ def load(tag: str = DEFAULT_TAG) -> StoredModel:
         raise ModelNotFound(
             f"model {tag!r} is not in the BentoML model store; train one with {train_command()}"
         ) from exc
+    return from_bento_model(model)
+
+
+def from_bento_model(model: bentoml.Model) -> StoredModel:
     return StoredModel(
         tag=str(model.tag), pipeline=bentoml.sklearn.load_model(model), metadata=model.info.metadata
     )

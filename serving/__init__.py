@@ -1,0 +1,1 @@
+"""HTTP-side pieces of the service: answer shapes, errors, batching, metrics, auth."""
