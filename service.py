@@ -19,7 +19,7 @@ from fastapi import Path as PathParam
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse
 
-from persistence.engine import build_engine, session_scope
+from persistence.engine import session_scope, shared_engine
 from persistence.queries import (
     HistoryFilter,
     StatsDimension,
@@ -28,8 +28,9 @@ from persistence.queries import (
     prediction_history,
     prediction_stats,
 )
+from serving.auth import Gatekeeper
 from serving.batcher import AdaptiveBatcher
-from serving.errors import ApiError, DatabaseUnavailable, NotFound, TooLarge
+from serving.errors import ApiError, DatabaseUnavailable, NotFound, TooLarge, Unprocessable
 from serving.health import database_ready
 from serving.predictor import Predictor, ScoringRequest
 from serving.responses import (
@@ -67,8 +68,10 @@ class Attrition:
         self.trained_threshold = stored.threshold
         threshold = settings.threshold_override
         self.metadata = stored.metadata
-        self.scorer = Scorer(stored.pipeline, self.trained_threshold if threshold is None else threshold)
-        self.engine = build_engine(
+        self.scorer = Scorer(
+            stored.pipeline, self.trained_threshold if threshold is None else threshold
+        )
+        self.engine = shared_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
@@ -83,6 +86,7 @@ class Attrition:
         return await anyio.to_thread.run_sync(self.predictor.score_and_store, requests, "predict")
 
     def __is_ready__(self) -> bool:
+        """Ready while the database answers: the model is loaded before the worker exists."""
         return database_ready(self.engine)
 
     @bentoml.api(route="/predict")
@@ -99,9 +103,15 @@ class Attrition:
     ) -> list[Prediction]:
         """Score a list of employees in one pass; answers come back in the same order."""
         try:
-            if not employees or len(employees) > settings.max_batch_rows:
+            if not employees:
+                raise Unprocessable(
+                    "a batch holds at least one employee",
+                    [{"field": "body", "rule": "min_length", "message": "empty list"}],
+                )
+            if len(employees) > settings.max_batch_rows:
                 raise TooLarge(
-                    f"a batch holds 1 to {settings.max_batch_rows} employees, got {len(employees)}"
+                    f"a batch holds at most {settings.max_batch_rows} employees, "
+                    f"got {len(employees)}"
                 )
             request_id = _request_id(ctx)
             requests = [ScoringRequest(e, request_id) for e in employees]
@@ -207,3 +217,11 @@ def _read(query: Callable[[], T]) -> T:
 @reads.exception_handler(ApiError)
 async def _api_error(_request: object, error: ApiError) -> JSONResponse:
     return error.response()
+
+
+Attrition.add_asgi_middleware(
+    Gatekeeper,
+    engine=shared_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow),
+    key_ttl=settings.key_cache_seconds,
+    max_body_bytes=settings.max_body_bytes,
+)

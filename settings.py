@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, ge=1)
     db_max_overflow: int = Field(5, ge=0)
     max_batch_rows: int = Field(5000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     key_cache_seconds: float = Field(5.0, ge=0, le=10)
 
 

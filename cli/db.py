@@ -38,9 +38,7 @@ def seed(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("db", help="database schema and seed data")
     sub = group.add_subparsers(required=True, metavar="ACTION")
-    sub.add_parser("upgrade", help="apply pending Alembic migrations").set_defaults(
-        handler=upgrade
-    )
+    sub.add_parser("upgrade", help="apply pending Alembic migrations").set_defaults(handler=upgrade)
     parser = sub.add_parser("seed", help="load employees (idempotent, keeps predictions)")
     parser.add_argument("--data-dir", type=Path)
     parser.set_defaults(handler=seed)

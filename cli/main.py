@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import db, train
+from cli import db, keys, train
+from persistence.keys import KeyProblem
 from training.extracts import ExtractError
 from training.store import ModelNotFound
 
-COMMAND_GROUPS = (train, db)
+COMMAND_GROUPS = (train, db, keys)
 
 
 class CommandError(RuntimeError):
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ExtractError, ModelNotFound, CommandError) as exc:
+    except (ExtractError, ModelNotFound, KeyProblem, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

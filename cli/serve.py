@@ -48,8 +48,15 @@ def main() -> int:
     ensure_local_key(port := os.environ.get("PORT", "3000"))
     os.environ["BENTOML_CONFIG"] = str(ROOT / "configuration.yaml")
     bentoml = str(Path(sys.executable).with_name("bentoml"))
-    args = [bentoml, "serve", "service:Attrition", "--port", port, "--host",
-            os.environ.get("HOST", "127.0.0.1")]
+    args = [
+        bentoml,
+        "serve",
+        "service:Attrition",
+        "--port",
+        port,
+        "--host",
+        os.environ.get("HOST", "127.0.0.1"),
+    ]
     print(f"serving on http://{args[-1]}:{port}", flush=True)
     os.execv(bentoml, args)
     return 0  # pragma: no cover  (execv does not return)

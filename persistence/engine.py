@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,9 @@ def session_scope(engine: sa.Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@lru_cache(maxsize=4)
+def shared_engine(url: str, pool_size: int = 5, max_overflow: int = 5) -> sa.Engine:
+    """The process's engine for `url`: the service and its auth middleware share one pool."""
+    return build_engine(url, pool_size=pool_size, max_overflow=max_overflow)

@@ -74,7 +74,9 @@ class HistoryFilter:
             "until": lambda v: col(PredictionRecord.created_at) < v,
         }
         conditions = [
-            check(value) for name, check in checks.items() if (value := getattr(self, name)) is not None
+            check(value)
+            for name, check in checks.items()
+            if (value := getattr(self, name)) is not None
         ]
         return statement.where(*conditions)
 

@@ -56,3 +56,34 @@ class PredictionRecord(SQLModel, table=True):
     latency_ms: float
     request_id: str = Field(max_length=64)
     batch_id: uuid.UUID = Field(index=True)
+
+
+class ApiKey(SQLModel, table=True):
+    """A client's key: only a salted SHA-256 of its secret part is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
+    key_id: str = Field(max_length=16, unique=True)
+    salt: str = Field(max_length=64)
+    key_hash: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    created_at: datetime = _timestamp()
+    revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    last_used_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    """A refused call (auth, validation, size): who tried what, and why it was refused."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _timestamp(index=True)
+    client: str | None = Field(default=None, max_length=64, index=True)
+    method: str = Field(max_length=8)
+    endpoint: str = Field(max_length=256)
+    status: int
+    error: str = Field(max_length=64)
+    detail: list[dict[str, Any]] | None = Field(default=None, sa_type=JSONType)

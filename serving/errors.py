@@ -41,3 +41,8 @@ class NotFound(ApiError):
 class TooLarge(ApiError):
     status = 413
     code = "payload_too_large"
+
+
+class Unprocessable(ApiError):
+    status = 422
+    code = "validation_error"
