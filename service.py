@@ -142,6 +142,13 @@ class Attrition:
     @bentoml.api(route="/model")
     def model_card(self) -> ModelCard:
         """The served model: tag, threshold, metrics, contract and training-data fingerprint."""
+        return self._card()
+
+    @reads.get("/model", response_model=ModelCard)
+    def get_model(self) -> ModelCard:
+        return self._card()
+
+    def _card(self) -> ModelCard:
         return ModelCard(
             tag=self.predictor.model_tag,
             threshold=self.scorer.threshold,
@@ -152,10 +159,6 @@ class Attrition:
             training_data=self.metadata["training_data"],
             explanation_method=self.scorer.explanation_method,
         )
-
-    @reads.get("/model", response_model=ModelCard)
-    def get_model(self) -> ModelCard:
-        return self.model_card()
 
     @reads.get("/predictions/{prediction_id}", response_model=StoredPrediction)
     def get_prediction(self, prediction_id: Annotated[uuid.UUID, PathParam()]) -> object:
