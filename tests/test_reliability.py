@@ -1,0 +1,120 @@
+"""Nothing lost: outages, load and a crash, each against a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from sqlmodel import Session, col, select
+
+from persistence.engine import build_engine
+from persistence.tables import PredictionRecord as P
+
+from .conftest import create_database, prepare_database, start_embedded_postgres, start_server
+from .test_contract import RAW
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def stored_ids(database_url: str, prefix: str) -> set[str]:
+    engine = build_engine(database_url)
+    try:
+        with Session(engine) as session:
+            found = session.exec(select(P.id).where(col(P.request_id).startswith(prefix)))
+            return {str(i) for i in found}
+    finally:
+        engine.dispose()
+
+
+def predict(server, request_id: str, client: httpx.Client) -> httpx.Response:
+    return client.post(f"{server.url}/predict", json=RAW, timeout=30,
+                       headers=server.headers() | {"X-Request-ID": request_id})
+
+
+@pytest.mark.parametrize("server", ["postgres"], indirect=True)
+def test_load_5000_calls_rows_equal_answers(server):
+    prefix = f"load-{uuid.uuid4().hex[:8]}-"
+    with httpx.Client(limits=httpx.Limits(max_connections=32)) as client, \
+            ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda i: predict(server, f"{prefix}{i}", client), range(5000)))
+    ok = {a.json()["prediction_id"] for a in answers if a.status_code == 200}
+    assert all(a.status_code in (200, 503) for a in answers)
+    assert len(ok) >= 4900, f"only {len(ok)} of 5000 answered"
+    assert stored_ids(server.database_url, prefix) == ok
+
+
+def test_database_outage_503_then_recovery_within_5_seconds(session_home, trained_tag):
+    folder = session_home / "outage-pg"
+    postgres = start_embedded_postgres(folder)
+    url = postgres.get_uri()
+    keys = prepare_database(url)
+    server = start_server(url, session_home / "serve-outage.log", keys)
+    prefix = f"outage-{uuid.uuid4().hex[:8]}-"
+    answered: set[str] = set()
+    try:
+        with httpx.Client() as client:
+            first = predict(server, f"{prefix}before", client)
+            assert first.status_code == 200
+            answered.add(first.json()["prediction_id"])
+            postgres.cleanup()  # stops the server, keeps its data folder
+            statuses = []
+            for i in range(20):
+                answer = predict(server, f"{prefix}down-{i}", client)
+                statuses.append(answer.status_code)
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["error"] == "database_unavailable"
+            assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 503
+            postgres = start_embedded_postgres(folder)
+            back = time.monotonic()
+            while True:
+                answer = predict(server, f"{prefix}after", client)
+                assert answer.status_code in (200, 503), answer.text
+                if answer.status_code == 200:
+                    answered.add(answer.json()["prediction_id"])
+                    break
+                time.sleep(0.1)
+            assert time.monotonic() - back < 5, "no recovery within 5 s"
+            assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        assert stored_ids(url, prefix) == answered
+    finally:
+        server.stop()
+        postgres.cleanup()
+
+
+def test_kill_9_under_load_loses_no_answered_prediction(postgres_server, session_home,
+                                                        trained_tag):
+    url = create_database(postgres_server)
+    server = start_server(url, session_home / "serve-crash.log", prepare_database(url))
+    prefix = f"crash-{uuid.uuid4().hex[:8]}-"
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def hammer(worker: int) -> None:
+        with httpx.Client() as client:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                try:
+                    answer = predict(server, f"{prefix}{worker}-{i}", client)
+                except httpx.HTTPError:
+                    return
+                if answer.status_code == 200:
+                    answered.append(answer.json()["prediction_id"])
+
+    threads = [threading.Thread(target=hammer, args=(w,)) for w in range(16)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    os.killpg(server.process.pid, signal.SIGKILL)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    server.process.wait(timeout=30)
+    assert len(answered) > 50
+    assert set(answered) <= stored_ids(url, prefix)
