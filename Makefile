@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: install serve train test lint format bench bento image clean
+.PHONY: install lock serve train test lint format bench bento image actionlint clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,18 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/run.py
+
+bento: install
+	BENTOML_CONFIG=configuration.yaml $(BIN)/bentoml build -f bentofile.yaml
+
+image: bento  ## needs a container engine (docker or podman); CI's CD job runs it
+	$(BIN)/bentoml containerize attrition:latest
+
+actionlint:
+	scripts/actionlint.sh
 
 clean:
 	rm -rf $(VENV) var reports bench/results .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ import anyio
 import bentoml
 from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse
 
@@ -30,11 +31,12 @@ from persistence.queries import (
 )
 from serving.auth import Gatekeeper
 from serving.batcher import AdaptiveBatcher
-from serving.errors import ApiError, DatabaseUnavailable, NotFound, TooLarge, Unprocessable
+from serving.errors import ApiError, NotFound, TooLarge, Unprocessable, database_error
 from serving.health import database_ready
 from serving.predictor import Predictor, ScoringRequest
 from serving.responses import (
     EmployeeId,
+    ErrorBody,
     HistoryPage,
     ModelCard,
     Prediction,
@@ -51,7 +53,10 @@ from training.store import from_bento_model
 T = TypeVar("T")
 SERVICE_NAME = "attrition"
 settings = get_settings()
-reads = FastAPI(title="attrition read API")
+reads = FastAPI(
+    title="attrition read API",
+    responses={status: {"model": ErrorBody} for status in (401, 403, 404, 422, 503)},
+)
 
 
 def _request_id(ctx: bentoml.Context) -> str:
@@ -214,12 +219,27 @@ def _read(query: Callable[[], T]) -> T:
     try:
         return query()
     except SQLAlchemyError as exc:
-        raise DatabaseUnavailable("the database cannot be read right now; retry later") from exc
+        raise database_error(exc, "the database cannot be read right now; retry later") from exc
 
 
 @reads.exception_handler(ApiError)
 async def _api_error(_request: object, error: ApiError) -> JSONResponse:
     return error.response()
+
+
+@reads.exception_handler(RequestValidationError)
+async def _invalid_query(_request: object, error: RequestValidationError) -> JSONResponse:
+    """The read API refuses bad parameters in the same shape as the predict APIs."""
+    detail = [
+        {
+            "field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
+            "rule": e["type"],
+            "message": e["msg"],
+        }
+        for e in error.errors()
+    ]
+    fields = ", ".join(d["field"] for d in detail)
+    return Unprocessable(f"invalid parameter(s): {fields}", detail).response()
 
 
 Attrition.add_asgi_middleware(

@@ -43,7 +43,7 @@ def revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_local_key(port: str) -> None:
+def ensure_local_key(port: str, employee_id: int) -> None:
     """`make serve` on a fresh clone: make a predict key if none is active, show how to use it."""
     with session_scope(_engine()) as session:
         if has_active_key(session, "predict"):
@@ -59,7 +59,7 @@ def ensure_local_key(port: str) -> None:
         f"created local API key {name!r} (shown once):\n  {key}\ntry it:\n"
         f"  curl -s -X POST http://127.0.0.1:{port}/predict_by_id "
         f"-H 'X-API-Key: {key}' -H 'Content-Type: application/json' "
-        "-d '{\"employee_id\": 1}'",
+        f"-d '{{\"employee_id\": {employee_id}}}'",
         flush=True,
     )
 

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +20,25 @@ ROOT = Path(__file__).resolve().parent.parent
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+def ensure_employees(engine: Engine) -> int:
+    """Seed the employees table when it is empty, so `/predict_by_id` has someone to score."""
+    from sqlmodel import Session, col, select
+
+    from cli.main import main as attrition
+    from persistence.tables import EmployeeRecord
+
+    def first_id() -> int | None:
+        with Session(engine) as session:
+            return session.exec(select(col(EmployeeRecord.id)).order_by(EmployeeRecord.id)).first()
+
+    if first_id() is None:
+        attrition(["db", "seed"])
+    found = first_id()
+    if found is None:
+        raise SystemExit("error: the employees table is still empty after seeding")
+    return found
 
 
 def main() -> int:
@@ -45,7 +66,8 @@ def main() -> int:
         return _fail(str(exc))
     from cli.keys import ensure_local_key
 
-    ensure_local_key(port := os.environ.get("PORT", "3000"))
+    employee_id = ensure_employees(engine)
+    ensure_local_key(port := os.environ.get("PORT", "3000"), employee_id)
     os.environ["BENTOML_CONFIG"] = str(ROOT / "configuration.yaml")
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     args = [

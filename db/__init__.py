@@ -34,3 +34,16 @@ def head_revision() -> str | None:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def analytics_queries() -> dict[str, str]:
+    """The named queries of `analytics.sql` ("-- name: X" starts query X)."""
+    queries: dict[str, str] = {}
+    name = None
+    for line in ANALYTICS_SQL.read_text(encoding="utf-8").splitlines():
+        if line.startswith("-- name:"):
+            name = line.split(":", 1)[1].strip()
+            queries[name] = ""
+        elif name is not None and not line.startswith("--"):
+            queries[name] += line + "\n"
+    return {k: v.strip() for k, v in queries.items()}

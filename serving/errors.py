@@ -46,3 +46,18 @@ class TooLarge(ApiError):
 class Unprocessable(ApiError):
     status = 422
     code = "validation_error"
+
+
+def database_error(exc: Exception, unavailable: str) -> ApiError:
+    """A value the database cannot take is the caller's 422; anything else is a 503."""
+    from sqlalchemy.exc import DataError, StatementError
+
+    if isinstance(exc, DataError) or (
+        isinstance(exc, StatementError) and isinstance(exc.orig, ValueError)
+    ):
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return Unprocessable(
+            f"a value is out of the database's range: {reason}",
+            [{"field": "query", "rule": "database_range", "message": reason}],
+        )
+    return DatabaseUnavailable(unavailable)

@@ -18,7 +18,7 @@ from persistence.engine import session_scope
 from persistence.queries import known_employee_ids, write_predictions
 from persistence.tables import utcnow
 from serving import metrics
-from serving.errors import DatabaseUnavailable
+from serving.errors import database_error
 from serving.responses import Prediction
 from training.contract import Employee
 from training.extracts import employees_frame
@@ -101,8 +101,8 @@ class Predictor:
                 write_predictions(session, rows)
         except SQLAlchemyError as exc:
             metrics.DB_ERRORS.inc()
-            raise DatabaseUnavailable(
-                "the prediction could not be stored, so it is not returned; retry later"
+            raise database_error(
+                exc, "the prediction could not be stored, so it is not returned; retry later"
             ) from exc
         metrics.DB_WRITE_SECONDS.observe(time.perf_counter() - started)
         metrics.ROWS_WRITTEN.inc(len(rows))

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _as_utc(value: Any) -> Any:
+    """SQLite hands back naive timestamps; every timestamp we write is UTC."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_as_utc)]
 
 
 class Factor(BaseModel):
@@ -40,7 +50,7 @@ class StoredPrediction(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    created_at: datetime
+    created_at: UtcDatetime
     employee_id: int | None
     input: dict[str, Any]
     probability: float
@@ -86,5 +96,8 @@ class ModelCard(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    """Every refusal: a machine-readable code, a sentence, and the fields at fault."""
+
     error: str
+    message: str
     detail: list[dict[str, Any]] | None = None

@@ -83,7 +83,7 @@ def _answers(url: str) -> bool:
     return True
 
 
-def start_embedded_postgres(folder: Path):  # noqa: ANN201
+def start_embedded_postgres(folder: Path):
     """A PostgreSQL server from the pgserver package, owned by the caller."""
     import pgserver
 

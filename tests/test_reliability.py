@@ -33,15 +33,21 @@ def stored_ids(database_url: str, prefix: str) -> set[str]:
 
 
 def predict(server, request_id: str, client: httpx.Client) -> httpx.Response:
-    return client.post(f"{server.url}/predict", json=RAW, timeout=30,
-                       headers=server.headers() | {"X-Request-ID": request_id})
+    return client.post(
+        f"{server.url}/predict",
+        json=RAW,
+        timeout=30,
+        headers=server.headers() | {"X-Request-ID": request_id},
+    )
 
 
 @pytest.mark.parametrize("server", ["postgres"], indirect=True)
 def test_load_5000_calls_rows_equal_answers(server):
     prefix = f"load-{uuid.uuid4().hex[:8]}-"
-    with httpx.Client(limits=httpx.Limits(max_connections=32)) as client, \
-            ThreadPoolExecutor(32) as pool:
+    with (
+        httpx.Client(limits=httpx.Limits(max_connections=32)) as client,
+        ThreadPoolExecutor(32) as pool,
+    ):
         answers = list(pool.map(lambda i: predict(server, f"{prefix}{i}", client), range(5000)))
     ok = {a.json()["prediction_id"] for a in answers if a.status_code == 200}
     assert all(a.status_code in (200, 503) for a in answers)
@@ -87,8 +93,7 @@ def test_database_outage_503_then_recovery_within_5_seconds(session_home, traine
         postgres.cleanup()
 
 
-def test_kill_9_under_load_loses_no_answered_prediction(postgres_server, session_home,
-                                                        trained_tag):
+def test_kill_9_under_load_loses_no_answered_prediction(postgres_server, session_home, trained_tag):
     url = create_database(postgres_server)
     server = start_server(url, session_home / "serve-crash.log", prepare_database(url))
     prefix = f"crash-{uuid.uuid4().hex[:8]}-"

@@ -23,16 +23,24 @@ BODIES = {"/predict": RAW, "/predict_batch": [RAW], "/predict_by_id": {"employee
 
 def operations(server) -> list[tuple[str, str]]:
     document = httpx.get(f"{server.url}/docs.json", timeout=10).json()
-    found = [(method, path.replace("{prediction_id}", str(uuid.uuid4())))
-             for path, item in document["paths"].items() for method in item
-             if method in {"get", "post"}]
+    found = [
+        (method, path.replace("{prediction_id}", str(uuid.uuid4())))
+        for path, item in document["paths"].items()
+        for method in item
+        if method in {"get", "post"}
+    ]
     assert {p for _, p in found} >= PREDICT | {"/model", "/history", "/stats"}
     return found
 
 
 def call(server, method, path, headers):
-    return httpx.request(method, f"{server.url}{path}", headers=headers,
-                         json=BODIES.get(path) if method == "post" else None, timeout=30)
+    return httpx.request(
+        method,
+        f"{server.url}{path}",
+        headers=headers,
+        json=BODIES.get(path) if method == "post" else None,
+        timeout=30,
+    )
 
 
 def key_forms(key: str) -> list[dict[str, str]]:
@@ -41,16 +49,26 @@ def key_forms(key: str) -> list[dict[str, str]]:
 
 def test_auth_matrix_over_every_route(server):
     for method, path in operations(server):
-        answer = lambda headers: call(server, method, path, headers)  # noqa: E731
+
+        def answer(headers, method=method, path=path):
+            return call(server, method, path, headers)
+
         if (method, path) in PUBLIC:
             assert answer({}).status_code == 200, path
             continue
-        for headers in [{}, *key_forms("atk_0000.not-a-key"), *key_forms("garbage"),
-                        *key_forms(server.revoked_key)]:
+        for headers in [
+            {},
+            *key_forms("atk_0000.not-a-key"),
+            *key_forms("garbage"),
+            *key_forms(server.revoked_key),
+        ]:
             refused = answer(headers)
             assert refused.status_code == 401, (method, path, headers, refused.text)
-            assert refused.json()["error"] in {"missing_api_key", "invalid_api_key",
-                                               "revoked_api_key"}
+            assert refused.json()["error"] in {
+                "missing_api_key",
+                "invalid_api_key",
+                "revoked_api_key",
+            }
         for headers in key_forms(server.read_key):
             status = answer(headers).status_code
             if path in PREDICT:
@@ -97,36 +115,47 @@ def test_non_number_is_a_422_naming_the_field_and_nothing_is_stored(server):
         error = answer.json()
         assert error["error"] == "validation_error"
         assert {"field": field, "rule": rule} in [
-            {"field": d["field"], "rule": d["rule"]} for d in error["detail"]]
-    batch = httpx.post(f"{server.url}/predict_batch", json=[RAW, RAW | {"age": "x"}],
-                       headers=headers, timeout=30)
+            {"field": d["field"], "rule": d["rule"]} for d in error["detail"]
+        ]
+    batch = httpx.post(
+        f"{server.url}/predict_batch", json=[RAW, RAW | {"age": "x"}], headers=headers, timeout=30
+    )
     assert batch.status_code == 422
     assert batch.json()["detail"][0]["field"] == "[1].age"
     not_json = httpx.post(f"{server.url}/predict", content=b"{oops", headers=headers)
     assert not_json.status_code == 422
     with Session(build_engine(server.database_url)) as session:
-        stored = session.exec(select(PredictionRecord).where(
-            PredictionRecord.request_id == marker)).all()
+        stored = session.exec(
+            select(PredictionRecord).where(PredictionRecord.request_id == marker)
+        ).all()
     assert stored == []
 
 
 def test_size_caps_are_refused_with_the_cap_in_the_message(server):
-    too_many = httpx.post(f"{server.url}/predict_batch", json=[RAW] * 5001,
-                          headers=server.headers(), timeout=60)
+    too_many = httpx.post(
+        f"{server.url}/predict_batch", json=[RAW] * 5001, headers=server.headers(), timeout=60
+    )
     assert too_many.status_code == 413 and "5000" in too_many.json()["message"]
     empty = httpx.post(f"{server.url}/predict_batch", json=[], headers=server.headers())
     assert empty.status_code == 422
-    huge = httpx.post(f"{server.url}/predict", content=b" " * (9 * 1024 * 1024),
-                      headers=server.headers() | {"Content-Type": "application/json"},
-                      timeout=60)
+    huge = httpx.post(
+        f"{server.url}/predict",
+        content=b" " * (9 * 1024 * 1024),
+        headers=server.headers() | {"Content-Type": "application/json"},
+        timeout=60,
+    )
     assert huge.status_code == 413 and str(8 * 1024 * 1024) in huge.json()["message"]
 
 
 def test_refusals_are_audited_without_the_key(server):
     wrong = f"atk_{uuid.uuid4().hex[:12]}.secret-{uuid.uuid4().hex}"
     assert call(server, "post", "/predict_batch", {"X-API-Key": wrong}).status_code == 401
-    assert httpx.post(f"{server.url}/predict", json=RAW | {"age": "abc"},
-                      headers=server.headers()).status_code == 422
+    assert (
+        httpx.post(
+            f"{server.url}/predict", json=RAW | {"age": "abc"}, headers=server.headers()
+        ).status_code
+        == 422
+    )
     with Session(build_engine(server.database_url)) as session:
         events = session.exec(select(AuditEvent)).all()
     unauthorised = [e for e in events if e.endpoint == "/predict_batch" and e.status == 401]

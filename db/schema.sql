@@ -1,0 +1,116 @@
+-- PostgreSQL schema of the attrition database, equal to the Alembic migrations at head.
+-- Alembic is the source of truth; tests/test_db.py fails when this file drifts from it.
+-- Regenerate: pg_dump --schema-only --no-owner --no-privileges --no-comments of a migrated DB.
+
+CREATE TABLE public.alembic_version (
+    version_num character varying(32) NOT NULL
+);
+
+CREATE TABLE public.api_keys (
+    id integer NOT NULL,
+    name character varying(64) NOT NULL,
+    key_id character varying(16) NOT NULL,
+    salt character varying(64) NOT NULL,
+    key_hash character varying(64) NOT NULL,
+    role character varying(16) NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    revoked_at timestamp with time zone,
+    last_used_at timestamp with time zone
+);
+
+CREATE SEQUENCE public.api_keys_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.api_keys_id_seq OWNED BY public.api_keys.id;
+
+CREATE TABLE public.audit_events (
+    id integer NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    client character varying(64),
+    method character varying(8) NOT NULL,
+    endpoint character varying(256) NOT NULL,
+    status integer NOT NULL,
+    error character varying(64) NOT NULL,
+    detail jsonb
+);
+
+CREATE SEQUENCE public.audit_events_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.audit_events_id_seq OWNED BY public.audit_events.id;
+
+CREATE TABLE public.employees (
+    id integer NOT NULL,
+    features jsonb NOT NULL,
+    updated_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE public.predictions (
+    id uuid NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    employee_id integer,
+    input jsonb NOT NULL,
+    probability double precision NOT NULL,
+    prediction smallint NOT NULL,
+    threshold double precision NOT NULL,
+    model_tag character varying(128) NOT NULL,
+    top_factors jsonb NOT NULL,
+    latency_ms double precision NOT NULL,
+    request_id character varying(64) NOT NULL,
+    batch_id uuid NOT NULL
+);
+
+ALTER TABLE ONLY public.api_keys ALTER COLUMN id SET DEFAULT nextval('public.api_keys_id_seq'::regclass);
+
+ALTER TABLE ONLY public.audit_events ALTER COLUMN id SET DEFAULT nextval('public.audit_events_id_seq'::regclass);
+
+ALTER TABLE ONLY public.alembic_version
+    ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_key_id_key UNIQUE (key_id);
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_name_key UNIQUE (name);
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.audit_events
+    ADD CONSTRAINT audit_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.employees
+    ADD CONSTRAINT employees_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.predictions
+    ADD CONSTRAINT predictions_pkey PRIMARY KEY (id);
+
+CREATE INDEX ix_audit_events_client ON public.audit_events USING btree (client);
+
+CREATE INDEX ix_audit_events_created_at ON public.audit_events USING btree (created_at);
+
+CREATE INDEX ix_predictions_batch_id ON public.predictions USING btree (batch_id);
+
+CREATE INDEX ix_predictions_created_at ON public.predictions USING btree (created_at);
+
+CREATE INDEX ix_predictions_employee_created ON public.predictions USING btree (employee_id, created_at);
+
+CREATE INDEX ix_predictions_model_created ON public.predictions USING btree (model_tag, created_at);
+
+CREATE INDEX ix_predictions_prediction_created ON public.predictions USING btree (prediction, created_at);
+
+ALTER TABLE ONLY public.predictions
+    ADD CONSTRAINT predictions_employee_id_fkey FOREIGN KEY (employee_id) REFERENCES public.employees(id);
+
+
+INSERT INTO public.alembic_version (version_num) VALUES ('0002');

@@ -1,0 +1,174 @@
+"""Migrations, the SQL schema file, seeding, analytics SQL and the keys CLI on real databases."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+import db
+from cli.main import main as attrition
+from persistence.engine import build_engine, normalise_url, session_scope
+from persistence.queries import write_predictions
+from persistence.tables import ApiKey, EmployeeRecord, PredictionRecord, utcnow
+from settings import get_settings
+
+from .conftest import create_database
+
+CATALOG = """
+SELECT 'column', table_name || '.' || column_name || ' ' || data_type || ' '
+       || coalesce(character_maximum_length::text, '') || ' ' || is_nullable
+FROM information_schema.columns WHERE table_schema = 'public'
+UNION ALL
+SELECT 'index', indexdef FROM pg_indexes WHERE schemaname = 'public'
+UNION ALL
+SELECT 'constraint', conrelid::regclass || ' ' || pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+"""
+
+
+def catalog(url: str) -> set[tuple[str, str]]:
+    engine = build_engine(url)
+    with engine.connect() as connection:
+        found = {tuple(row) for row in connection.execute(sa.text(CATALOG))}
+    engine.dispose()
+    return found
+
+
+@pytest.fixture
+def use_database(monkeypatch):
+    def use(url: str) -> str:
+        monkeypatch.setenv("DATABASE_URL", url)
+        get_settings.cache_clear()
+        return url
+
+    yield use
+    get_settings.cache_clear()
+
+
+def test_schema_sql_equals_the_migrations(postgres_server):
+    migrated, from_file = create_database(postgres_server), create_database(postgres_server)
+    db.upgrade(migrated)
+    engine = build_engine(from_file)
+    with engine.begin() as connection:
+        connection.exec_driver_sql((Path(db.__file__).parent / "schema.sql").read_text())
+    engine.dispose()
+    assert catalog(from_file) == catalog(migrated)
+    assert db.current_revision(build_engine(from_file)) == db.head_revision()
+
+
+def test_migrations_go_down_and_up_again_on_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    db.upgrade(url)
+    from alembic import command
+
+    command.downgrade(db.alembic_config(url), "base")
+    assert set(sa.inspect(build_engine(url)).get_table_names()) == {"alembic_version"}
+    db.upgrade(url)
+    assert {"employees", "predictions", "api_keys", "audit_events"} <= set(
+        sa.inspect(build_engine(url)).get_table_names()
+    )
+
+
+def _prediction(employee_id: int | None = None) -> dict:
+    return {
+        "id": uuid.uuid4(),
+        "created_at": utcnow(),
+        "employee_id": employee_id,
+        "input": {
+            "departement": "Consulting",
+            "poste": "Consultant",
+            "annees_dans_l_entreprise": 3,
+        },
+        "probability": 0.25,
+        "prediction": 0,
+        "threshold": 0.5,
+        "model_tag": "m:1",
+        "top_factors": [],
+        "latency_ms": 1.0,
+        "request_id": "r",
+        "batch_id": uuid.uuid4(),
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_seed_is_idempotent_and_keeps_predictions(
+    backend, request, tmp_path, generated_dir, use_database
+):
+    url = use_database(
+        f"sqlite:///{tmp_path / 's.db'}"
+        if backend == "sqlite"
+        else create_database(request.getfixturevalue("postgres_server"))
+    )
+    assert attrition(["db", "upgrade"]) == 0
+    assert attrition(["db", "seed", "--data-dir", str(generated_dir)]) == 0
+    engine = build_engine(url)
+    with session_scope(engine) as session:
+        first = session.exec(select(EmployeeRecord)).first()
+        write_predictions(session, [_prediction(first.id)])
+    assert attrition(["db", "seed", "--data-dir", str(generated_dir)]) == 0
+    with Session(engine) as session:
+        assert len(session.exec(select(EmployeeRecord)).all()) == 600
+        assert len(session.exec(select(PredictionRecord)).all()) == 1
+
+
+def test_analytics_sql_runs_on_postgres_and_agrees_with_the_rows(postgres_server):
+    url = create_database(postgres_server)
+    db.upgrade(url)
+    rows = []
+    for i in range(10):
+        row = _prediction()
+        row["input"] = {
+            "departement": "Commercial" if i < 4 else "Consulting",
+            "poste": "Manager",
+            "annees_dans_l_entreprise": i,
+        }
+        row["probability"], row["prediction"] = i / 10, int(i >= 6)
+        rows.append(row)
+    engine = build_engine(url)
+    with session_scope(engine) as session:
+        write_predictions(session, rows)
+    results = {}
+    with engine.connect() as connection:
+        for name, sql in db.analytics_queries().items():
+            results[name] = [r._asdict() for r in connection.execute(sa.text(sql))]
+    assert set(results) == {
+        "by_department",
+        "by_job",
+        "by_seniority_band",
+        "by_week",
+        "latest_risk_per_employee",
+    }
+    by_department = {r["departement"]: r for r in results["by_department"]}
+    assert by_department["Commercial"]["predictions"] == 4
+    assert by_department["Commercial"]["mean_risk"] == pytest.approx(0.15)
+    assert by_department["Consulting"]["attrition_rate"] == pytest.approx(4 / 6)
+    bands = [(r["seniority_band"], r["predictions"]) for r in results["by_seniority_band"]]
+    assert bands == [("0-1 years", 2), ("2-4 years", 3), ("5-9 years", 5)]
+    assert sum(r["predictions"] for r in results["by_week"]) == 10
+
+
+def test_keys_cli_on_a_freshly_upgraded_database(tmp_path, use_database, capsys):
+    url = use_database(f"sqlite:///{tmp_path / 'k.db'}")
+    assert attrition(["db", "upgrade"]) == 0
+    assert attrition(["keys", "create", "hr-app", "--role", "read"]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("atk_") and len(key) > 40
+    assert attrition(["keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "hr-app" in listing and key.split(".")[1] not in listing
+    assert attrition(["keys", "create", "hr-app"]) == 2
+    assert attrition(["keys", "revoke", "hr-app"]) == 0
+    with Session(build_engine(url)) as session:
+        stored = session.exec(select(ApiKey)).one()
+    assert stored.revoked_at is not None and key.split(".")[1] not in stored.model_dump_json()
+
+
+def test_database_urls_name_the_shipped_driver():
+    assert normalise_url("postgresql://u:p@h:5432/d").startswith("postgresql+psycopg2://")
+    socket = normalise_url("postgresql://u@/d?host=/var/run/postgresql")
+    assert socket == "postgresql+psycopg2://u@/d?host=%2Fvar%2Frun%2Fpostgresql"
+    assert normalise_url("sqlite:///var/a.db") == "sqlite:///var/a.db"
