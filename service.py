@@ -52,6 +52,8 @@ from training.store import from_bento_model
 
 T = TypeVar("T")
 SERVICE_NAME = "attrition"
+# BentoML tags: name[:version], letters, digits and - _ . only.
+MODEL_TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(:[A-Za-z0-9_.-]{1,64})?$"
 settings = get_settings()
 reads = FastAPI(
     title="attrition read API",
@@ -177,7 +179,7 @@ class Attrition:
     def history(
         self,
         employee_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-        model_tag: Annotated[str | None, Query(max_length=128)] = None,
+        model_tag: Annotated[str | None, Query(pattern=MODEL_TAG_PATTERN)] = None,
         prediction: Annotated[int | None, Query(ge=0, le=1)] = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -197,7 +199,7 @@ class Attrition:
     def stats(
         self,
         by: StatsDimension = "departement",
-        model_tag: Annotated[str | None, Query(max_length=128)] = None,
+        model_tag: Annotated[str | None, Query(pattern=MODEL_TAG_PATTERN)] = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> object:
