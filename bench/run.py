@@ -334,27 +334,37 @@ class RssSampler(threading.Thread):
 
 
 class CpuWatch:
-    """CPU used during a run by processes that are not the benchmark's: another job's noise.
+    """Where the CPU went during a run: each server process, and everything not ours.
 
-    Busy CPU time of the machine, minus the server tree, PostgreSQL, this process and its
-    waited-for children (wrk), as a share of all CPUs over the run.
+    `foreign_pct`: busy CPU time of the machine minus the server tree, PostgreSQL, this
+    process and its waited-for children (wrk), as a share of all CPUs over the run: another
+    job's noise. `workers_pct`: CPU of each server worker, in % of one core; a lopsided split
+    means the kernel handed most connections to one worker (they share one listening socket).
     """
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.foreign_pct = 0.0
+        self.workers_pct: list[float] = []
+        self.arbiter_pct = 0.0
 
-    def _ours(self) -> float:
+    def _server_times(self) -> dict[int, float]:
+        times: dict[int, float] = {}
+        for process in self.server.tree():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                cpu = process.cpu_times()
+                times[process.pid] = cpu.user + cpu.system
+        return times
+
+    def _ours(self, server_times: dict[int, float]) -> float:
         own = os.times()
         total = own.user + own.system + own.children_user + own.children_system
-        processes = {p.pid: p for p in self.server.tree()}
+        total += sum(server_times.values())
         for process in psutil.process_iter(["name"]):
-            if process.info["name"] == "postgres":
-                processes.setdefault(process.pid, process)
-        for process in processes.values():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                times = process.cpu_times()
-                total += times.user + times.system
+            if process.info["name"] == "postgres" and process.pid not in server_times:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    cpu = process.cpu_times()
+                    total += cpu.user + cpu.system
         return total
 
     @staticmethod
@@ -364,13 +374,21 @@ class CpuWatch:
 
     def __enter__(self) -> CpuWatch:
         self._began = time.monotonic()
-        self._busy0, self._ours0 = self._busy(), self._ours()
+        self._server0 = self._server_times()
+        self._busy0, self._ours0 = self._busy(), self._ours(self._server0)
         return self
 
     def __exit__(self, *_exc: object) -> None:
         elapsed = time.monotonic() - self._began
-        foreign = (self._busy() - self._busy0) - (self._ours() - self._ours0)
+        server = self._server_times()
+        foreign = (self._busy() - self._busy0) - (self._ours(server) - self._ours0)
         self.foreign_pct = max(0.0, 100 * foreign / (elapsed * (os.cpu_count() or 1)))
+        spent = {
+            pid: 100 * (t - self._server0.get(pid, 0.0)) / elapsed for pid, t in server.items()
+        }
+        root = self.server.process.pid if self.server.process else None
+        self.arbiter_pct = round(spent.pop(root, 0.0), 1)
+        self.workers_pct = [round(spent[pid], 1) for pid in sorted(spent)]
 
 
 # --------------------------------------------------------------------------- measurements
@@ -424,13 +442,24 @@ class Context:
         return ok
 
 
+def wait_for_quiet(server: Server, limit: float, window: float = 2.0) -> None:
+    """Hold a run until other processes use < NOISY_PCT of the CPUs, for at most `limit` s."""
+    deadline = time.monotonic() + limit
+    while True:
+        with CpuWatch(server) as cpu:
+            time.sleep(window)
+        if cpu.foreign_pct < NOISY_PCT or time.monotonic() >= deadline:
+            return
+        log(f"machine busy (other processes {cpu.foreign_pct:.0f}% CPU): waiting")
+
+
 def run_wrk(ctx: Context, server: Server, connections: int, duration: float, label: str) -> dict:
     """One wrk run against /predict, with the row check and the batcher's mean batch."""
     out = ctx.tmp / f"wrk-{server.name}-{label}.json"
     threads = max(1, min(ctx.args.threads, connections))
     command = [
         "wrk",
-        *("-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s"),
+        *("-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s"),
         *("--timeout", "10s", "--latency", "-s", str(LUA)),
         f"{server.url}/predict",
     ]
@@ -439,6 +468,8 @@ def run_wrk(ctx: Context, server: Server, connections: int, duration: float, lab
         "BENCH_API_KEY": ctx.key,
         "BENCH_OUT": str(out),
     }
+    if label == "measured" and ctx.args.wait_quiet > 0:
+        wait_for_quiet(server, ctx.args.wait_quiet)
     before = ctx.rows.count()
     batch_sum, batch_count = batch_totals(server.url)
     ctx.sampler.phase = label
@@ -488,10 +519,13 @@ def run_wrk(ctx: Context, server: Server, connections: int, duration: float, lab
         "rows_ok": ok,
         "peak_rss_mb": round(ctx.sampler.peaks.get(f"{server.name}/{label}", 0) / 2**20, 1),
         "foreign_cpu_pct": round(cpu.foreign_pct, 1),
+        "workers_cpu_pct": cpu.workers_pct,
+        "arbiter_cpu_pct": cpu.arbiter_pct,
     }
     log(
         f"{run}: {summary['rps']} req/s, p50 {latency['p50']:.1f} ms, "
         f"p99 {latency['p99']:.1f} ms, errors {errors}, mean batch {summary['mean_batch']}, "
+        f"workers CPU {'/'.join(f'{w:.0f}' for w in cpu.workers_pct)} %, "
         f"other processes {cpu.foreign_pct:.0f}% CPU"
     )
     return summary
@@ -547,10 +581,12 @@ def serve_and_measure(
     ctx.sampler.server = server
     try:
         server.start()
-        warm = run_wrk(ctx, server, max(ctx.args.connections), ctx.args.warmup, "warm-up")
-        runs = [
-            run_wrk(ctx, server, c, ctx.args.duration, "measured") for c in ctx.args.connections
-        ]
+        # A warm-up at each concurrency first: the CORK dispatcher sizes its wait from the
+        # waits it has just seen, so a run inherits the previous run's batching habit.
+        warm, runs = [], []
+        for connections in ctx.args.connections:
+            warm.append(run_wrk(ctx, server, connections, ctx.args.warmup, "warm-up"))
+            runs.append(run_wrk(ctx, server, connections, ctx.args.duration, "measured"))
         batches = [run_predict_batch(ctx, server, n, ctx.args.calls) for n in batch_sizes]
     finally:
         ctx.sampler.server = None
@@ -558,7 +594,7 @@ def serve_and_measure(
     return {
         "config": str(server.config),
         "ready_after_s": round(server.started_s, 1),
-        "warm_up": warm,
+        "warm_ups": warm,
         "predict": runs,
         "predict_batch": batches,
         "peak_rss_mb": round(ctx.sampler.peak(f"{server.name}/") / 2**20, 1),
@@ -755,6 +791,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                     *(title, f"{run['connections']} conn", f"{run['rps']:.0f} req/s"),
                     *(ms(run["p50_ms"]), ms(run["p90_ms"]), ms(run["p99_ms"])),
                     *(str(run["errors"]), batch, ok(run["rows_ok"])),
+                    "/".join(f"{w:.0f}" for w in run.get("workers_cpu_pct", [])),
                 ]
             )
     for connections, ratio in results.get("ratio", {}).items():
@@ -800,7 +837,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
 def table(results: dict[str, Any]) -> str:
     """The plain-text report: one aligned table, then the targets and the checks."""
     header = ["scenario", "load", "throughput", "p50 ms", "p90 ms", "p99 ms", "errors", "batch",
-              "rows=2xx"]  # fmt: skip
+              "rows=2xx", "worker CPU %"]  # fmt: skip
     lines = [row + [""] * (len(header) - len(row)) for row in table_rows(results)]
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
 
@@ -860,6 +897,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-disabled", action="store_true", help="skip the batching-disabled server"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measured run, wait up to SECONDS for other processes to go quiet",
     )
     parser.add_argument("--keep-temp", action="store_true", help="keep logs and wrk outputs")
     parser.add_argument(

@@ -7,6 +7,8 @@ read from a clean environment (no `.env`).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,17 @@ from training.generator import write_extracts  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED_ROWS = 600
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The `attrition` command in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +72,6 @@ def trained_tag() -> str:
 import contextlib  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402

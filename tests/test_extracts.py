@@ -1,6 +1,4 @@
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -8,6 +6,8 @@ import pytest
 from training.contract import SOURCES, TARGET, Employee
 from training.extracts import ExtractError, load_extracts
 from training.generator import generate_extracts
+
+from .conftest import run_cli
 
 SIRH, EVAL, SONDAGE = (SOURCES[s][0] for s in ("sirh", "eval", "sondage"))
 
@@ -86,12 +86,7 @@ def test_bad_target_is_named(extracts):
 
 def test_cli_reports_loader_errors_without_traceback(extracts):
     (extracts / SIRH).unlink()
-    run = subprocess.run(
-        [sys.executable, "-m", "cli.main", "train", "--data-dir", str(extracts)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_cli("train", "--data-dir", str(extracts))
     assert run.returncode == 2
     assert f"{SIRH}: file not found" in run.stderr
     assert "Traceback" not in run.stderr

@@ -1,7 +1,4 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import bentoml
@@ -13,6 +10,7 @@ from training.fit import train
 from training.store import MODEL_NAME, load
 
 from .conftest import REAL_DATA_DIR as REAL_DATA
+from .conftest import run_cli
 
 
 def test_saved_model_metadata_is_complete(trained_tag):
@@ -51,24 +49,8 @@ def test_stored_pipeline_scores_raw_fields_alone(trained_tag, holdout_dir):
 
 
 def test_evaluate_json_on_other_extracts(trained_tag, holdout_dir):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "evaluate",
-            "--data-dir",
-            str(holdout_dir),
-            "--model",
-            trained_tag,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ.copy(),
-        check=True,
-    )
+    run = run_cli("evaluate", "--data-dir", str(holdout_dir), "--model", trained_tag, "--json")
+    assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert {"roc_auc", "average_precision", "precision", "recall", "f1", "threshold", "n"} <= set(
         report
@@ -80,20 +62,8 @@ def test_evaluate_json_on_other_extracts(trained_tag, holdout_dir):
 
 
 def test_evaluate_unknown_model_says_how_to_train(holdout_dir):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "evaluate",
-            "--data-dir",
-            str(holdout_dir),
-            "--model",
-            "attrition_pipeline:doesnotexist",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = run_cli(
+        "evaluate", "--data-dir", str(holdout_dir), "--model", "attrition_pipeline:doesnotexist"
     )
     assert run.returncode == 2
     assert "attrition train" in run.stderr and "Traceback" not in run.stderr
