@@ -101,30 +101,29 @@ class Scorer:
         probability = self.model.predict_proba(transformed)[:, 1]
         contributions = self._contributions(transformed, probability)
         k = min(self.top_k, len(self.features))
+        # Python lists up front: per-element numpy access costs more than the scoring itself.
         order = np.argsort(-np.abs(contributions), axis=1)[:, :k]
-        columns = {name: frame[name].to_numpy() for name in self.features}
+        picked = np.round(np.take_along_axis(contributions, order, axis=1), 4).tolist()
+        values = {name: frame[name].tolist() for name in self.features}
         scores = []
-        for row, p in enumerate(probability):
+        for row, (p, columns, sizes) in enumerate(
+            zip(probability.tolist(), order.tolist(), picked, strict=True)
+        ):
             factors = [
                 {
                     "feature": self.features[j],
-                    "value": _plain(columns[self.features[j]][row]),
-                    "contribution": round(float(contributions[row, j]), 4),
-                    "direction": "raises" if contributions[row, j] > 0 else "lowers",
+                    "value": values[self.features[j]][row],
+                    "contribution": size,
+                    "direction": "raises" if size > 0 else "lowers",
                 }
-                for j in order[row]
+                for j, size in zip(columns, sizes, strict=True)
             ]
             scores.append(
                 Score(
-                    probability=float(p),
+                    probability=p,
                     prediction=int(p >= self.threshold),
-                    risk_band=risk_band(float(p), self.threshold),
+                    risk_band=risk_band(p, self.threshold),
                     top_factors=factors,
                 )
             )
         return scores
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars to JSON-ready Python values."""
-    return value.item() if isinstance(value, np.generic) else value
