@@ -9,6 +9,8 @@ Explanations are per contract feature, in log-odds:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,11 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
+
+from training.contract import CATEGORIES
+from training.fast_transform import compile_preprocessor
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_FACTORS = 5
 _EPS = 1e-9
@@ -44,6 +51,32 @@ def _feature_groups(preprocess: ColumnTransformer) -> tuple[list[str], np.ndarra
     return features, np.asarray(owner)
 
 
+def _probe(features: list[str]) -> pd.DataFrame:
+    """Rows covering every contract category and a spread of numbers, to compare transforms."""
+    rows = 12
+    return pd.DataFrame(
+        {
+            name: [CATEGORIES[name][i % len(CATEGORIES[name])] for i in range(rows)]
+            if name in CATEGORIES
+            else [float(i * i) for i in range(rows)]
+            for name in features
+        }
+    )
+
+
+def _fastest_transform(
+    preprocess: ColumnTransformer, features: list[str]
+) -> Callable[[pd.DataFrame], Any]:
+    """The numpy transform when it provably matches sklearn's, else sklearn's own."""
+    fast = compile_preprocessor(preprocess)
+    if fast is not None:
+        probe = _probe(features)
+        if np.allclose(fast(probe), preprocess.transform(probe), rtol=1e-9, atol=1e-12):
+            return fast
+        logger.warning("numpy preprocessing disagrees with sklearn: using sklearn's")
+    return preprocess.transform
+
+
 def risk_band(probability: float, threshold: float) -> str:
     """high = predicted to leave; medium = within a factor two of the threshold; else low."""
     if probability >= threshold:
@@ -70,6 +103,7 @@ class Scorer:
         self.threshold = float(threshold)
         self.top_k = top_k
         self.features, self._owner = _feature_groups(self.preprocess)
+        self._transform = _fastest_transform(self.preprocess, self.features)
         coef = getattr(self.model, "coef_", None)
         self._coef = None if coef is None else np.asarray(coef)[0]
         # (transformed columns x features) 0/1 matrix that sums columns into their feature.
@@ -97,7 +131,7 @@ class Scorer:
 
     def score(self, frame: pd.DataFrame) -> list[Score]:
         """One transform and one `predict_proba` for the whole batch."""
-        transformed = np.asarray(self.preprocess.transform(frame), dtype=float)
+        transformed = np.asarray(self._transform(frame), dtype=float)
         probability = self.model.predict_proba(transformed)[:, 1]
         contributions = self._contributions(transformed, probability)
         k = min(self.top_k, len(self.features))
