@@ -18,9 +18,13 @@ StatsDimension = Literal["departement", "poste", "day"]
 
 
 def write_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """One multi-row INSERT for the whole batch (SQLAlchemy's insertmanyvalues)."""
+    """One multi-row INSERT for the whole batch (SQLAlchemy's insertmanyvalues).
+
+    A Core insert on the session's connection: the ORM bulk path adds ~0.05 ms a row of
+    bookkeeping for objects we never load back.
+    """
     if rows:
-        session.execute(sa.insert(PredictionRecord), list(rows))
+        session.connection().execute(sa.insert(PredictionRecord.__table__), list(rows))
 
 
 def known_employee_ids(session: Session, ids: Iterable[int]) -> set[int]:
