@@ -180,9 +180,14 @@ def test_stats_match_a_hand_computed_expectation(server):
         assert group["mean_probability"] == pytest.approx(np.mean([r.probability for r in members]))
 
 
-def test_bentoml_client_with_a_key(server):
+def test_bentoml_client_with_a_key(server, generated_dir):
+    employee_id = load_extracts(generated_dir).employees[0].id_employee
     with bentoml.SyncHTTPClient(server.url, token=server.predict_key) as client:
+        single = client.predict(RAW)
         answers = client.predict_batch([RAW, RAW])
-        assert len(answers) == 2 and answers[0]["probability"] == answers[1]["probability"]
+        assert len(answers) == 2
+        assert answers[0]["probability"] == answers[1]["probability"] == single["probability"]
+        by_id = client.predict_by_id({"employee_id": employee_id})
+        assert 0 <= by_id["probability"] <= 1
         card = client.model_card()
-        assert card["threshold"] == answers[0]["threshold"]
+        assert card["threshold"] == single["threshold"]
