@@ -29,6 +29,7 @@ from persistence.queries import (
     prediction_history,
     prediction_stats,
 )
+from persistence.tables import EmployeeRecord
 from serving.auth import Gatekeeper
 from serving.batcher import AdaptiveBatcher
 from serving.errors import ApiError, NotFound, TooLarge, Unprocessable, database_error
@@ -139,7 +140,7 @@ class Attrition:
         except ApiError as error:
             return _refuse(ctx, error)
 
-    def _employee(self, employee_id: int):  # noqa: ANN202
+    def _employee(self, employee_id: int) -> EmployeeRecord:
         with session_scope(self.engine) as session:
             record = _read(lambda: get_employee(session, employee_id))
         if record is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sqlalchemy import Engine
+
 from persistence.engine import build_engine, session_scope
 from persistence.keys import ROLES, create_key, has_active_key, list_keys, revoke_key
 from settings import get_settings
@@ -11,7 +13,7 @@ from settings import get_settings
 LOCAL_KEY_NAME = "local-{n}"
 
 
-def _engine():  # noqa: ANN202
+def _engine() -> Engine:
     return build_engine(get_settings().database_url)
 
 
