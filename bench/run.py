@@ -17,8 +17,9 @@ clock ran out (answered by the server, never read by wrk).
 
 Results: one table on stdout, and JSON in bench/results/<timestamp>.json. The table states
 PASS/MISS against the performance targets, and warns when other processes used the CPUs
-during a run. Needs `wrk` (`apt-get install wrk`). Exit status: 0 done, 1 rows and answers
-differ, 2 a step failed, 3 a target was missed (only with --fail-on-miss).
+during a run. Needs `wrk`; as root it runs `apt-get install -y wrk` when it is missing.
+Exit status: 0 done, 1 rows and answers differ, 2 a step failed, 3 a target was missed (only
+with --fail-on-miss).
 """
 
 from __future__ import annotations
@@ -919,6 +920,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def ensure_wrk() -> bool:
+    """wrk on PATH; as root on Debian/Ubuntu, apt-get installs it (updating the lists once)."""
+    if shutil.which("wrk"):
+        return True
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    for step in (install, ["apt-get", "update", "-q"], install):
+        log(" ".join(step))
+        done = subprocess.run(step, env=env, capture_output=True, text=True, check=False)
+        if step is install and done.returncode == 0:
+            break
+    return shutil.which("wrk") is not None
+
+
 def disabled_config(tmp: Path) -> Path:
     """configuration.yaml with `services.attrition.batching.max_batch_size: 1`."""
     config = yaml.safe_load((REPO / "configuration.yaml").read_text())
@@ -931,8 +948,8 @@ def disabled_config(tmp: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        log("wrk is not installed: apt-get install -y wrk (or brew install wrk)")
+    if not ensure_wrk():
+        log("wrk is not installed and could not be: apt-get install -y wrk (or brew install wrk)")
         return 2
     began = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="attrition-bench-"))
