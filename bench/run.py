@@ -343,13 +343,15 @@ class CpuWatch:
 
     `foreign_pct`: busy CPU time of the machine minus the server tree, PostgreSQL, this
     process and its waited-for children (wrk), as a share of all CPUs over the run: another
-    job's noise. `workers_pct`: CPU of each server worker, in % of one core; a lopsided split
-    means the kernel handed most connections to one worker (they share one listening socket).
+    job's noise. `steal_pct`: CPU time the hypervisor gave to other guests. `workers_pct`: CPU
+    of each server worker, in % of one core; a lopsided split means the kernel handed most
+    connections to one worker (they share one listening socket).
     """
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.foreign_pct = 0.0
+        self.steal_pct = 0.0
         self.workers_pct: list[float] = []
         self.arbiter_pct = 0.0
 
@@ -381,6 +383,7 @@ class CpuWatch:
         self._began = time.monotonic()
         self._server0 = self._server_times()
         self._busy0, self._ours0 = self._busy(), self._ours(self._server0)
+        self._times0 = psutil.cpu_times()
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -388,6 +391,10 @@ class CpuWatch:
         server = self._server_times()
         foreign = (self._busy() - self._busy0) - (self._ours(server) - self._ours0)
         self.foreign_pct = max(0.0, 100 * foreign / (elapsed * (os.cpu_count() or 1)))
+        times = psutil.cpu_times()
+        total = sum(times) - sum(self._times0)
+        stolen = getattr(times, "steal", 0.0) - getattr(self._times0, "steal", 0.0)
+        self.steal_pct = 100 * stolen / total if total > 0 else 0.0
         spent = {
             pid: 100 * (t - self._server0.get(pid, 0.0)) / elapsed for pid, t in server.items()
         }
@@ -524,6 +531,7 @@ def run_wrk(ctx: Context, server: Server, connections: int, duration: float, lab
         "rows_ok": ok,
         "peak_rss_mb": round(ctx.sampler.peaks.get(f"{server.name}/{label}", 0) / 2**20, 1),
         "foreign_cpu_pct": round(cpu.foreign_pct, 1),
+        "steal_cpu_pct": round(cpu.steal_pct, 1),
         "workers_cpu_pct": cpu.workers_pct,
         "arbiter_cpu_pct": cpu.arbiter_pct,
     }
@@ -531,7 +539,7 @@ def run_wrk(ctx: Context, server: Server, connections: int, duration: float, lab
         f"{run}: {summary['rps']} req/s, p50 {latency['p50']:.1f} ms, "
         f"p99 {latency['p99']:.1f} ms, errors {errors}, mean batch {summary['mean_batch']}, "
         f"workers CPU {'/'.join(f'{w:.0f}' for w in cpu.workers_pct)} %, "
-        f"other processes {cpu.foreign_pct:.0f}% CPU"
+        f"other processes {cpu.foreign_pct:.0f}% CPU, steal {cpu.steal_pct:.0f}%"
     )
     return summary
 
@@ -860,17 +868,15 @@ def table(results: dict[str, Any]) -> str:
     bad = [c["run"] for c in checks if not c["ok"]]
     out.append(f"rows written == 2xx answers: {len(checks) - len(bad)}/{len(checks)} runs ok")
     out.extend(f"  MISMATCH in {run}" for run in bad)
-    busy = [
-        (run["server"], run["connections"], run["foreign_cpu_pct"])
-        for key in ("batching", "disabled")
-        for run in results.get(key, {}).get("predict", [])
-        if run.get("foreign_cpu_pct", 0) >= NOISY_PCT
-    ]
-    for server, connections, pct in busy:
-        out.append(
-            f"WARNING  other processes used {pct:.0f}% of the CPUs during {server} "
-            f"c={connections}: that run understates the service"
-        )
+    for key in ("batching", "disabled"):
+        for run in results.get(key, {}).get("predict", []):
+            foreign, steal = run.get("foreign_cpu_pct", 0), run.get("steal_cpu_pct", 0)
+            if foreign >= NOISY_PCT or steal >= NOISY_PCT:
+                out.append(
+                    f"WARNING  other processes used {foreign:.0f}% of the CPUs (hypervisor "
+                    f"steal {steal:.0f}%) during {run['server']} c={run['connections']}: "
+                    "that run understates the service"
+                )
     return "\n".join(out)
 
 
