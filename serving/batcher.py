@@ -33,8 +33,6 @@ class AdaptiveBatcher(Generic[Item, Result]):
         max_batch_size: int,
         max_latency_ms: int,
     ) -> None:
-        self.max_batch_size = max_batch_size
-        self.max_latency_ms = max_latency_ms
         self._dispatcher: CorkDispatcher[Item, Result] = CorkDispatcher(
             max_latency_in_ms=max_latency_ms,
             max_batch_size=max_batch_size,
@@ -46,6 +44,3 @@ class AdaptiveBatcher(Generic[Item, Result]):
     async def __call__(self, item: Item) -> Result:
         result = await self._call(item)
         return result  # type: ignore[return-value]
-
-    def shutdown(self) -> None:
-        self._dispatcher.shutdown()
