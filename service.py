@@ -7,6 +7,7 @@ on the same service, so they share its model, engine and auth.
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +32,7 @@ from persistence.queries import (
 )
 from persistence.tables import EmployeeRecord
 from serving.auth import Gatekeeper
+from serving.batch_body import EmployeeList, predictions_response
 from serving.batcher import AdaptiveBatcher
 from serving.errors import ApiError, NotFound, TooLarge, Unprocessable, database_error
 from serving.health import database_ready
@@ -45,7 +47,7 @@ from serving.responses import (
     StatsGroup,
     StoredPrediction,
 )
-from serving.runtime import batching_caps
+from serving.runtime import batching_caps, disable_unexported_tracing
 from settings import get_settings
 from training.contract import Employee
 from training.scoring import Scorer
@@ -56,6 +58,7 @@ SERVICE_NAME = "attrition"
 # BentoML tags: name[:version], letters, digits and - _ . only.
 MODEL_TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(:[A-Za-z0-9_.-]{1,64})?$"
 settings = get_settings()
+disable_unexported_tracing()
 reads = FastAPI(
     title="attrition read API",
     responses={status: {"model": ErrorBody} for status in (401, 403, 404, 422, 503)},
@@ -89,6 +92,11 @@ class Attrition:
         self.batcher: AdaptiveBatcher[ScoringRequest, Prediction] = AdaptiveBatcher(
             self._score_batch, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms
         )
+        # Every full collection walks what is alive; the ~250k objects of start-up (BentoML,
+        # sklearn, the model) never die, so park them outside the collector: profiled full
+        # collections fell from 200-300 ms to a few ms, the 16-connection p99 from ~250 ms.
+        gc.collect()
+        gc.freeze()
 
     async def _score_batch(self, requests: tuple[ScoringRequest, ...]) -> list[Prediction]:
         return await anyio.to_thread.run_sync(self.predictor.score_and_store, requests, "predict")
@@ -105,7 +113,7 @@ class Attrition:
         except ApiError as error:
             return _refuse(ctx, error)
 
-    @bentoml.api(route="/predict_batch")
+    @bentoml.api(route="/predict_batch", input_spec=EmployeeList)
     async def predict_batch(
         self, employees: list[Employee], /, ctx: bentoml.Context
     ) -> list[Prediction]:
@@ -123,9 +131,10 @@ class Attrition:
                 )
             request_id = _request_id(ctx)
             requests = [ScoringRequest(e, request_id) for e in employees]
-            return await anyio.to_thread.run_sync(
+            answers = await anyio.to_thread.run_sync(
                 self.predictor.score_and_store, requests, "predict_batch"
             )
+            return predictions_response(answers)  # type: ignore[return-value]
         except ApiError as error:
             return _refuse(ctx, error)
 

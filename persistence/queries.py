@@ -2,29 +2,71 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from persistence.tables import EmployeeRecord, PredictionRecord, utcnow
 
 StatsDimension = Literal["departement", "poste", "day"]
+PREDICTIONS: sa.Table = PredictionRecord.__table__  # type: ignore[attr-defined]
 
 
 def write_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """One multi-row INSERT for the whole batch (SQLAlchemy's insertmanyvalues).
+    """Write a batch's rows in the session's transaction, in one statement.
 
-    A Core insert on the session's connection: the ORM bulk path adds ~0.05 ms a row of
-    bookkeeping for objects we never load back.
+    PostgreSQL gets `COPY`; elsewhere a Core multi-row INSERT (SQLAlchemy's insertmanyvalues):
+    the ORM bulk path adds ~0.05 ms a row of bookkeeping for objects we never load back.
     """
-    if rows:
-        session.connection().execute(sa.insert(PredictionRecord.__table__), list(rows))
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        _copy_rows(connection, PREDICTIONS, rows)
+    else:
+        connection.execute(sa.insert(PREDICTIONS), list(rows))
+
+
+def _copy_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """`COPY ... FROM STDIN` in CSV: for 1,000 predictions about half the time of the INSERT.
+
+    The INSERT spends its time rendering ~13k bound parameters; COPY streams one CSV text.
+    Every field is quoted, so an empty string stays a string; `FORCE_NULL` turns the quoted
+    empty fields of nullable columns back into NULL. Columns are the first row's keys, as for
+    an INSERT of dicts; missing ones take their database default.
+    """
+    columns = list(rows[0])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerows([_copy_field(row[name]) for name in columns] for row in rows)
+    quote = connection.dialect.identifier_preparer.quote
+    nullable = [quote(c) for c in columns if table.c[c].nullable]
+    options = f", FORCE_NULL ({', '.join(nullable)})" if nullable else ""
+    statement = (
+        f"COPY {connection.dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(c) for c in columns)}) FROM STDIN WITH (FORMAT csv{options})"
+    )
+    buffer.seek(0)
+    with closing(connection.connection.cursor()) as cursor:
+        cursor.copy_expert(statement, buffer)  # type: ignore[attr-defined]
+
+
+def _copy_field(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return to_json(value).decode()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return "" if value is None else value
 
 
 def known_employee_ids(session: Session, ids: Iterable[int]) -> set[int]:

@@ -34,7 +34,6 @@ PUBLIC_PREFIXES = ("/static_content/", "/assets/")
 # Refusals the application itself answers (the gate answers the auth ones).
 APP_REFUSALS = {413: "payload_too_large", 422: "validation_error"}
 PREDICT_PATHS = frozenset({"/predict", "/predict_batch", "/predict_by_id"})
-LIST_BODY_PATHS = frozenset({"/predict_batch"})
 
 
 def required_role(path: str) -> str | None:
@@ -84,37 +83,6 @@ def _json(status: int, error: str, message: str, detail: Any = None) -> tuple[in
     return status, json.dumps(body).encode()
 
 
-async def _checked_json_body(receive: Receive) -> tuple[Receive, tuple[int, bytes] | None]:
-    """Read the body once and replay it; refuse it as 422 if it is not JSON.
-
-    BentoML parses a list-rooted body with `json.loads` outside its validation-error path,
-    so malformed JSON there would be a 500; object-rooted bodies do not need this.
-    """
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            break
-    try:
-        json.loads(body)
-    except ValueError as exc:
-        detail = [{"field": "body", "rule": "json_invalid", "message": str(exc)}]
-        return receive, _json(422, "validation_error", "the body is not valid JSON", detail)
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay, None
-
-
 def _validation_detail(body: bytes) -> list[dict[str, Any]]:
     """BentoML's pydantic 400 body -> [{field, rule, message}]."""
     try:
@@ -156,8 +124,6 @@ class Gatekeeper:
             refusal = _json(503, "database_unavailable", "keys cannot be checked; retry later")
         if refusal is None:
             refusal = self._check_size(scope)
-        if refusal is None and scope["path"] in LIST_BODY_PATHS:
-            receive, refusal = await _checked_json_body(receive)
         if refusal is not None:
             await self._refuse(scope, send, client, *refusal)
             return

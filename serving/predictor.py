@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,7 +73,6 @@ class Predictor:
         answers = []
         for r, row, s in zip(requests, rows, scores, strict=True):
             label = LABELS[s.prediction]
-            metrics.PREDICTIONS.labels(label=label).inc()
             answers.append(
                 Prediction(
                     prediction_id=row["id"],
@@ -86,6 +86,9 @@ class Predictor:
                     latency_ms=round((done - r.received) * 1000, 3),
                 )
             )
+        # Per batch, not per answer: `labels()` costs ~50 µs in multiprocess mode.
+        for label, count in Counter(a.label for a in answers).items():
+            metrics.PREDICTIONS.labels(label=label).inc(count)
         return answers
 
     def _commit(self, rows: list[dict[str, object]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bentoml._internal.configuration.containers import BentoMLContainer
@@ -22,3 +23,15 @@ def batching_caps(name: str) -> tuple[int, int]:
         int(batching.get("max_batch_size") or DEFAULT_MAX_BATCH_SIZE),
         int(batching.get("max_latency_ms") or DEFAULT_MAX_LATENCY_MS),
     )
+
+
+def disable_unexported_tracing() -> None:
+    """Switch the OpenTelemetry SDK off when `tracing.exporter_type` names no exporter.
+
+    BentoML's sampler (`ParentBased(TraceIdRatioBasedAlwaysRecording)`) records a span for every
+    request even at `sample_rate` 0: profiled at ~17 % of a worker's CPU under load, for spans
+    nobody receives. An `OTEL_SDK_DISABLED` set by the operator wins; configuring an exporter in
+    `configuration.yaml` turns tracing back on.
+    """
+    if BentoMLContainer.config.tracing.exporter_type.get() is None:
+        os.environ.setdefault("OTEL_SDK_DISABLED", "true")

@@ -95,6 +95,42 @@ def _prediction(employee_id: int | None = None) -> dict:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_written_predictions_read_back_unchanged(backend, request, tmp_path):
+    """COPY on PostgreSQL, INSERT elsewhere: both must keep every awkward value as it was."""
+    url = (
+        f"sqlite:///{tmp_path / 'w.db'}"
+        if backend == "sqlite"
+        else create_database(request.getfixturevalue("postgres_server"))
+    )
+    db.upgrade(url)
+    awkward = 'a "quoted", comma\nnew line\ttab \\ backslash é 日本'
+    rows = [_prediction() for _ in range(3)]
+    rows[0]["input"] = {"poste": awkward, "departement": "", "note": None, "n": 1.5e-7}
+    rows[0]["top_factors"] = [{"feature": awkward, "contribution": -0.1234567890123}]
+    rows[0]["request_id"] = ""
+    rows[1]["model_tag"] = awkward[:128]
+    rows[2]["probability"] = 0.1 + 0.2
+    engine = build_engine(url)
+    with session_scope(engine) as session:
+        session.add(EmployeeRecord(id=7, features={}))
+        session.flush()
+        rows[1]["employee_id"] = 7
+        write_predictions(session, rows)
+    with Session(engine) as session:
+        stored = {r.id: r for r in session.exec(select(PredictionRecord))}
+    engine.dispose()
+    assert set(stored) == {r["id"] for r in rows}
+    for row in rows:
+        record = stored[row["id"]]
+        for name, value in row.items():
+            found = getattr(record, name)
+            if name == "created_at":
+                assert found.replace(tzinfo=None) == value.replace(tzinfo=None)
+            else:
+                assert found == value, name
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_seed_is_idempotent_and_keeps_predictions(
     backend, request, tmp_path, generated_dir, use_database
 ):
