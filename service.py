@@ -48,6 +48,7 @@ from serving.responses import (
     StoredPrediction,
 )
 from serving.runtime import batching_caps, disable_unexported_tracing
+from serving.timeout import install as install_request_deadline
 from settings import get_settings
 from training.contract import Employee
 from training.scoring import Scorer
@@ -59,6 +60,7 @@ SERVICE_NAME = "attrition"
 MODEL_TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(:[A-Za-z0-9_.-]{1,64})?$"
 settings = get_settings()
 disable_unexported_tracing()
+install_request_deadline()
 reads = FastAPI(
     title="attrition read API",
     responses={status: {"model": ErrorBody} for status in (401, 403, 404, 422, 503)},
