@@ -9,7 +9,7 @@ BentoML store (unless the default store already holds `attrition_pipeline`), sta
   batcher formed (from the server's /metrics) and the CPU split between the workers;
 - `/predict_batch` with 1, 100 and 1000 employees: median latency of a few calls, rows/s;
 - the same `/predict` runs with batching disabled (max_batch_size 1), and the ratio;
-- the in-process limit: scoring, validation and the multi-row insert without HTTP;
+- the in-process limit: scoring, validation and the batch write (COPY) without HTTP;
 - the peak RSS of the server's process tree.
 After every run it checks that the rows written equal the 2xx answers: each answered
 prediction_id has its row, and the only extra rows are calls wrk abandoned in flight when its
@@ -672,7 +672,7 @@ def in_process(home: Path, url: str, employee: dict[str, Any], sizes: tuple[int,
         }
         log(f"in-process n={size}: {results[str(size)]}")
 
-    # The multi-row INSERT alone: 1000 rows shaped as the predictor builds them.
+    # The batch write alone (COPY on PostgreSQL): 1000 rows shaped as the predictor builds them.
     scores = scorer.score(employees_frame([Employee.model_validate(employee)] * 1000))
     template = Employee.model_validate(employee).model_dump(mode="json", exclude_none=True)
 
@@ -834,7 +834,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         insert = local["insert_1000"]
         lines.append(
             [
-                *("in-process INSERT+COMMIT", "1000 rows", f"{insert['rows_per_s']:.0f} rows/s"),
+                *("in-process COPY+COMMIT", "1000 rows", f"{insert['rows_per_s']:.0f} rows/s"),
                 *(f"{insert['insert_commit_ms']:.1f}", "-", "-", "-", "1000"),
             ]
         )
