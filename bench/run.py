@@ -10,6 +10,8 @@ BentoML store (unless the default store already holds `attrition_pipeline`), sta
 - `/predict_batch` with 1, 100 and 1000 employees: median latency of a few calls, rows/s;
 - the same `/predict` runs with batching disabled (max_batch_size 1), and the ratio;
 - the in-process limit: scoring, validation and the batch write (COPY) without HTTP;
+- the database ceiling: rows/s PostgreSQL commits from 4 processes writing 16-row batches
+  (what replicas share; `--workers N` reruns the server side with N workers for scaling);
 - the peak RSS of the server's process tree.
 After every run it checks that the rows written equal the 2xx answers: each answered
 prediction_id has its row, and the only extra rows are calls wrk abandoned in flight when its
@@ -716,6 +718,61 @@ def in_process(home: Path, url: str, employee: dict[str, Any], sizes: tuple[int,
     return results
 
 
+DB_CEILING_BATCH = 16  # the mean batch /predict forms at 64 connections
+
+
+def _commit_batches(url: str, seconds: float) -> int:
+    """One writer process: 16-row batches, one COPY + COMMIT each, for `seconds`."""
+    import uuid
+
+    employee = employee_body()  # puts the repository on sys.path in this spawned process
+    from persistence.engine import build_engine, session_scope
+    from persistence.queries import write_predictions
+
+    engine = build_engine(url, pool_size=1, max_overflow=0)
+    template = {
+        "created_at": datetime.now(UTC), "employee_id": None, "input": employee,
+        "probability": 0.5, "prediction": 1, "threshold": 0.5, "model_tag": "bench:ceiling",
+        "top_factors": [{"feature": "age", "value": 30, "contribution": 0.1,
+                         "direction": "raises"}] * 5,
+        "latency_ms": 1.0, "request_id": "bench-ceiling",
+    }  # fmt: skip
+    written, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        batch_id = uuid.uuid4()
+        batch = [
+            template | {"id": uuid.uuid4(), "batch_id": batch_id} for _ in range(DB_CEILING_BATCH)
+        ]
+        with session_scope(engine) as session:
+            write_predictions(session, batch)
+        written += DB_CEILING_BATCH
+    engine.dispose()
+    return written
+
+
+def db_ceiling(url: str, writers: int, seconds: float) -> dict[str, Any]:
+    """Rows/s PostgreSQL commits from `writers` processes of 16-row batches on this machine.
+
+    What every replica's workers share: replicas add throughput until their sum reaches this.
+    The writers' own Python (rows, CSV) runs on the same two cores, so it is a lower bound.
+    """
+    import multiprocessing
+
+    began = time.monotonic()
+    with multiprocessing.get_context("spawn").Pool(writers) as pool:
+        counts = pool.starmap(_commit_batches, [(url, seconds)] * writers)
+    took = time.monotonic() - began
+    result = {
+        "writers": writers,
+        "batch": DB_CEILING_BATCH,
+        "rows_per_s": round(sum(counts) / seconds, 1),
+        "commits_per_s": round(sum(counts) / DB_CEILING_BATCH / seconds, 1),
+        "elapsed_s": round(took, 1),
+    }
+    log(f"database ceiling: {result}")
+    return result
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -838,6 +895,16 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 *(f"{insert['insert_commit_ms']:.1f}", "-", "-", "-", "1000"),
             ]
         )
+    if "db_ceiling" in results:
+        ceiling = results["db_ceiling"]
+        lines.append(
+            [
+                "database ceiling, COPY+COMMIT",
+                f"{ceiling['writers']} writers",
+                f"{ceiling['rows_per_s']:.0f} rows/s",
+                *("-", "-", "-", "-", str(ceiling["batch"])),
+            ]
+        )
     for key, title in (
         ("batching", "peak RSS, server tree"),
         ("disabled", "peak RSS, no batching"),
@@ -918,6 +985,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="before each measured run, wait up to SECONDS for other processes to go quiet",
     )
+    parser.add_argument(
+        "--workers", type=int, help="override services.attrition.workers (scaling runs)"
+    )
+    parser.add_argument(
+        "--db-writers",
+        type=int,
+        default=4,
+        help="processes committing 16-row batches for the database ceiling (0 skips it)",
+    )
     parser.add_argument("--keep-temp", action="store_true", help="keep logs and wrk outputs")
     parser.add_argument(
         "--fail-on-miss", action="store_true", help="exit 3 when a performance target is missed"
@@ -942,12 +1018,16 @@ def ensure_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def disabled_config(tmp: Path) -> Path:
-    """configuration.yaml with `services.attrition.batching.max_batch_size: 1`."""
+def server_config(tmp: Path, name: str, *, workers: int | None, max_batch_size: int | None) -> Path:
+    """configuration.yaml, with `services.attrition.workers` and `.batching.max_batch_size`
+    replaced when given (batch size 1 = batching disabled: every call is its own batch)."""
     config = yaml.safe_load((REPO / "configuration.yaml").read_text())
     service = config.setdefault("services", {}).setdefault("attrition", {})
-    service.setdefault("batching", {})["max_batch_size"] = 1
-    path = tmp / "configuration-no-batching.yaml"
+    if workers is not None:
+        service["workers"] = workers
+    if max_batch_size is not None:
+        service.setdefault("batching", {})["max_batch_size"] = max_batch_size
+    path = tmp / f"configuration-{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -994,10 +1074,13 @@ def main(argv: list[str] | None = None) -> int:
             rows = Rows(url)
             ctx = Context(args, tmp, rows, key, body_file, employee, sampler)
 
-            batching = Server("batching", REPO / "configuration.yaml", env, tmp)
+            workers = args.workers
+            batching_config = server_config(tmp, "batching", workers=workers, max_batch_size=None)
+            batching = Server("batching", batching_config, env, tmp)
             results["batching"] = serve_and_measure(ctx, batching, batch_sizes=args.batch_sizes)
             if not args.skip_disabled:
-                disabled = Server("disabled", disabled_config(tmp), env, tmp)
+                disabled_config = server_config(tmp, "disabled", workers=workers, max_batch_size=1)
+                disabled = Server("disabled", disabled_config, env, tmp)
                 results["disabled"] = serve_and_measure(ctx, disabled)
                 results["ratio"] = {
                     str(on["connections"]): round(on["rps"] / off["rps"], 2) if off["rps"] else 0
@@ -1008,6 +1091,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 }
             results["in_process"] = in_process(home, url, employee, args.batch_sizes)
+            if args.db_writers:
+                results["db_ceiling"] = db_ceiling(url, args.db_writers, seconds=5.0)
             results["checks"] = ctx.checks
             rows.close()
             rows = None

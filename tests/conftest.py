@@ -70,7 +70,6 @@ def trained_tag() -> str:
 
 # ---------------------------------------------------------------- databases and servers
 import contextlib  # noqa: E402
-import signal  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -80,6 +79,8 @@ from dataclasses import dataclass  # noqa: E402
 import httpx  # noqa: E402
 import psycopg2  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+
+from tests.processes import stop_server  # noqa: E402
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -158,13 +159,7 @@ class Server:
         return {"X-API-Key": key or self.predict_key}
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_server(self.process)
 
 
 def prepare_database(database_url: str, seed_dir: Path | None = None) -> dict[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import yaml
 import db
 from persistence.engine import build_engine, session_scope
 from persistence.keys import create_key
+from tests.processes import stop_server
 from tests.test_contract import RAW
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,12 +188,7 @@ def test_built_bento_serves_predictions_with_a_key(bento: dict):
             assert client.model_card()["tag"] == bento["model_tag"]
         assert "attrition_predictions_total" in httpx.get(f"{url}/metrics", timeout=10).text
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+        stop_server(server)
         log.close()
 
 

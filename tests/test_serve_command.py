@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from .conftest import REPO, free_port
+from .processes import stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,8 +52,7 @@ def test_serve_trains_migrates_seeds_and_prints_a_working_curl_line(tmp_path):
         )
         assert re.search(r"atk_\w+\.\S+", output)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_server(process, timeout=30)
 
 
 def _ready(port: int) -> bool:
