@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,35 +37,44 @@ def write_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def _copy_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """`COPY ... FROM STDIN` in CSV: for 1,000 predictions about half the time of the INSERT.
+    """`COPY ... FROM STDIN`: for 1,000 predictions about half the time of the INSERT.
 
-    The INSERT spends its time rendering ~13k bound parameters; COPY streams one CSV text.
-    Every field is quoted, so an empty string stays a string; `FORCE_NULL` turns the quoted
-    empty fields of nullable columns back into NULL. Columns are the first row's keys, as for
-    an INSERT of dicts; missing ones take their database default.
+    The INSERT spends its time rendering ~13k bound parameters; COPY streams one text in
+    PostgreSQL's text format (tab-separated, backslash escapes, `\\N` for NULL). Built here
+    rather than with the csv module: quoting the JSON columns as CSV took 54 ms for 1,000 rows,
+    the text format 10 ms. Columns are the first row's keys, as for an INSERT of dicts; missing
+    ones take their database default.
     """
     columns = list(rows[0])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    writer.writerows([_copy_field(row[name]) for name in columns] for row in rows)
-    quote = connection.dialect.identifier_preparer.quote
-    nullable = [quote(c) for c in columns if table.c[c].nullable]
-    options = f", FORCE_NULL ({', '.join(nullable)})" if nullable else ""
-    statement = (
-        f"COPY {connection.dialect.identifier_preparer.format_table(table)} "
-        f"({', '.join(quote(c) for c in columns)}) FROM STDIN WITH (FORMAT csv{options})"
+    encoders = [_copy_encoder(table.c[name].type) for name in columns]
+    text = "".join(
+        "\t".join(
+            "\\N" if (value := row[name]) is None else encode(value)
+            for name, encode in zip(columns, encoders, strict=True)
+        )
+        + "\n"
+        for row in rows
     )
-    buffer.seek(0)
+    preparer = connection.dialect.identifier_preparer
+    statement = (
+        f"COPY {preparer.format_table(table)} ({', '.join(preparer.quote(c) for c in columns)}) "
+        "FROM STDIN"
+    )
     with closing(connection.connection.cursor()) as cursor:
-        cursor.copy_expert(statement, buffer)  # type: ignore[attr-defined]
+        cursor.copy_expert(statement, io.StringIO(text))  # type: ignore[attr-defined]
 
 
-def _copy_field(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return to_json(value).decode()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return "" if value is None else value
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_encoder(column_type: sa.types.TypeEngine[Any]) -> Callable[[Any], str]:
+    """How one column's values are written in COPY's text format."""
+    if isinstance(column_type, sa.JSON):
+        # JSON text never holds a raw tab or newline (they are escaped); only `\` needs doubling.
+        return lambda value: to_json(value).decode().replace("\\", "\\\\")
+    if isinstance(column_type, sa.DateTime):
+        return datetime.isoformat
+    return lambda value: str(value).translate(_COPY_ESCAPES)
 
 
 def known_employee_ids(session: Session, ids: Iterable[int]) -> set[int]:

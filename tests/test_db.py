@@ -103,7 +103,7 @@ def test_written_predictions_read_back_unchanged(backend, request, tmp_path):
         else create_database(request.getfixturevalue("postgres_server"))
     )
     db.upgrade(url)
-    awkward = 'a "quoted", comma\nnew line\ttab \\ backslash é 日本'
+    awkward = 'a "quoted", comma\nnew line\ttab\rreturn \\ backslash \\N é 日本'
     rows = [_prediction() for _ in range(3)]
     rows[0]["input"] = {"poste": awkward, "departement": "", "note": None, "n": 1.5e-7}
     rows[0]["top_factors"] = [{"feature": awkward, "contribution": -0.1234567890123}]
