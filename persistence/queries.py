@@ -60,8 +60,21 @@ def _copy_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[dict[s
         f"COPY {preparer.format_table(table)} ({', '.join(preparer.quote(c) for c in columns)}) "
         "FROM STDIN"
     )
+    driver_error = connection.dialect.loaded_dbapi.Error
     with closing(connection.connection.cursor()) as cursor:
-        cursor.copy_expert(statement, io.StringIO(text))  # type: ignore[attr-defined]
+        try:
+            cursor.copy_expert(statement, io.StringIO(text))  # type: ignore[attr-defined]
+        except driver_error as exc:
+            # The raw cursor is outside SQLAlchemy: wrap as it would (OperationalError,
+            # DataError, ...), so callers handle one family of exceptions.
+            raw = connection.connection.dbapi_connection
+            gone = connection.dialect.is_disconnect(exc, raw, cursor)
+            if gone:
+                connection.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                statement, None, exc, driver_error, dialect=connection.dialect,
+                connection_invalidated=gone,
+            ) from exc  # fmt: skip
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

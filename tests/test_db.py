@@ -130,6 +130,35 @@ def test_written_predictions_read_back_unchanged(backend, request, tmp_path):
                 assert found == value, name
 
 
+def test_a_value_postgresql_refuses_in_copy_is_a_sqlalchemy_data_error(postgres_server):
+    """COPY runs on the raw cursor: its errors must still reach callers as SQLAlchemy's."""
+    url = create_database(postgres_server)
+    db.upgrade(url)
+    row = _prediction()
+    row["input"] = {"poste": "nul \u0000 byte"}  # JSONB cannot hold U+0000
+    engine = build_engine(url)
+    with pytest.raises(sa.exc.DataError), session_scope(engine) as session:
+        write_predictions(session, [row])
+    with Session(engine) as session:
+        assert session.exec(select(PredictionRecord)).all() == []
+    engine.dispose()
+
+
+def test_a_connection_lost_during_copy_is_an_operational_error(postgres_server):
+    url = create_database(postgres_server)
+    db.upgrade(url)
+    engine = build_engine(url)
+    with pytest.raises(sa.exc.OperationalError) as raised, session_scope(engine) as session:
+        pid = session.exec(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        write_predictions(session, [_prediction()])
+    assert raised.value.connection_invalidated
+    with Session(engine) as session:  # the pool hands out a live connection again
+        assert session.exec(select(PredictionRecord)).all() == []
+    engine.dispose()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_seed_is_idempotent_and_keeps_predictions(
     backend, request, tmp_path, generated_dir, use_database
