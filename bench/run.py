@@ -661,6 +661,7 @@ def in_process(home: Path, url: str, employee: dict[str, Any], sizes: tuple[int,
         steps = {
             "validate": timed(lambda b=body: many.validate_json(b)),
             "frame": timed(lambda e=employees: employees_frame(e)),
+            "predict_proba": timed(lambda f=frame: stored.pipeline.predict_proba(f)),
             "score": timed(lambda f=frame: scorer.score(f)),
             "score_and_store": timed(lambda r=requests: predictor.score_and_store(r, "bench")),
             "serialize": timed(lambda a=answers: answers_adapter.dump_json(a)),
@@ -668,6 +669,7 @@ def in_process(home: Path, url: str, employee: dict[str, Any], sizes: tuple[int,
         total = steps["validate"] + steps["score_and_store"] + steps["serialize"]
         results[str(size)] = {
             **{f"{k}_ms": round(v * 1000, 3) for k, v in steps.items()},
+            "predict_proba_rows_per_s": round(size / steps["predict_proba"], 1),
             "score_rows_per_s": round(size / steps["score"], 1),
             "end_to_end_ms": round(total * 1000, 3),
             "end_to_end_rows_per_s": round(size / total, 1),
@@ -880,6 +882,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         )
     local = results.get("in_process", {})
     for label, speed, took in (
+        ("in-process pipeline.predict_proba", "predict_proba_rows_per_s", "predict_proba_ms"),
         ("in-process Scorer.score", "score_rows_per_s", "score_ms"),
         ("in-process validate+score+store+json", "end_to_end_rows_per_s", "end_to_end_ms"),
     ):
