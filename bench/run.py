@@ -34,7 +34,6 @@ import platform
 import re
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -55,6 +54,10 @@ import yaml
 from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the repository's own modules, below
+from tests.processes import process_family, stop_server  # noqa: E402
+from tests.test_contract import RAW  # noqa: E402
+
 BENCH = REPO / "bench"
 LUA = BENCH / "predict.lua"
 BIN = Path(sys.executable).parent
@@ -214,9 +217,6 @@ def attrition(env: dict[str, str], *args: str, timeout: float = 300) -> str:
 
 
 def employee_body() -> dict[str, Any]:
-    sys.path.insert(0, str(REPO))
-    from tests.test_contract import RAW
-
     return {k: v for k, v in RAW.items() if k not in DROPPED_FIELDS}
 
 
@@ -279,11 +279,7 @@ class Server:
     def tree(self) -> list[psutil.Process]:
         if self.process is None or self.process.poll() is not None:
             return []
-        try:
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return process_family(self.process.pid)
 
     def rss(self) -> int:
         total = 0
@@ -295,20 +291,7 @@ class Server:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        members = self.tree()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        # Workers that outlive the arbiter (they should not) are ours too.
-        for member in members[1:]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if member.is_running():
-                    member.kill()
+        stop_server(self.process, timeout=15)
         log(f"server {self.name!r} stopped")
 
 
@@ -727,7 +710,7 @@ def _commit_batches(url: str, seconds: float) -> int:
     """One writer process: 16-row batches, one COPY + COMMIT each, for `seconds`."""
     import uuid
 
-    employee = employee_body()  # puts the repository on sys.path in this spawned process
+    employee = employee_body()
     from persistence.engine import build_engine, session_scope
     from persistence.queries import write_predictions
 

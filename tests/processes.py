@@ -14,7 +14,8 @@ import subprocess
 import psutil
 
 
-def _family(pid: int) -> list[psutil.Process]:
+def process_family(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (empty once it is gone)."""
     try:
         parent = psutil.Process(pid)
         return [parent, *parent.children(recursive=True)]
@@ -30,7 +31,7 @@ def _kill(members: list[psutil.Process]) -> None:
 
 def stop_server(process: subprocess.Popen, timeout: float = 20) -> None:
     """SIGTERM to the arbiter (it stops its workers gracefully), then SIGKILL to what is left."""
-    family = _family(process.pid)
+    family = process_family(process.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -43,5 +44,5 @@ def stop_server(process: subprocess.Popen, timeout: float = 20) -> None:
 
 def kill_server(process: subprocess.Popen) -> None:
     """SIGKILL to the arbiter and every worker at once: the whole service crashes."""
-    _kill(_family(process.pid))
+    _kill(process_family(process.pid))
     process.wait(timeout=30)
