@@ -124,6 +124,11 @@ def test_non_number_is_a_422_naming_the_field_and_nothing_is_stored(server):
     assert batch.json()["detail"][0]["field"] == "[1].age"
     not_json = httpx.post(f"{server.url}/predict", content=b"{oops", headers=headers)
     assert not_json.status_code == 422
+    for body, rule in [(b"[{oops", "json_invalid"), (b'{"a": 1}', "list_type"), (b"", "list_type")]:
+        refused = httpx.post(f"{server.url}/predict_batch", content=body, headers=headers)
+        assert refused.status_code == 422, refused.text
+        first = refused.json()["detail"][0]
+        assert (first["field"], first["rule"]) == ("body", rule)
     with Session(build_engine(server.database_url)) as session:
         stored = session.exec(
             select(PredictionRecord).where(PredictionRecord.request_id == marker)
