@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -614,8 +615,11 @@ def timed(function: Callable[[], Any], *, min_runs: int = 5, min_seconds: float 
     return statistics.median(times)
 
 
-def in_process(home: Path, url: str, employee: dict[str, Any], sizes: tuple[int, ...]) -> dict:
-    """The work of one batch without HTTP, workers or the batcher: the ceiling per core."""
+def in_process(
+    home: Path, url: str, employee: dict[str, Any], sizes: tuple[int, ...], *, db_writers: int
+) -> dict:
+    """The work of one batch without HTTP, workers or the batcher: the ceiling per core; then
+    the database's ceiling with `db_writers` processes (0 skips it)."""
     os.environ["BENTOML_HOME"] = str(home)  # before anything imports bentoml
     from pydantic import TypeAdapter
 
@@ -663,28 +667,18 @@ def in_process(home: Path, url: str, employee: dict[str, Any], sizes: tuple[int,
     scores = scorer.score(employees_frame([Employee.model_validate(employee)] * 1000))
     template = Employee.model_validate(employee).model_dump(mode="json", exclude_none=True)
 
-    def rows() -> list[dict[str, Any]]:
-        import uuid
+    sample = [
+        {
+            "id": None, "created_at": datetime.now(UTC), "employee_id": None, "input": template,
+            "probability": s.probability, "prediction": s.prediction,
+            "threshold": scorer.threshold, "model_tag": stored.tag, "top_factors": s.top_factors,
+            "latency_ms": 1.0, "request_id": "bench", "batch_id": None,
+        }
+        for s in scores
+    ]  # fmt: skip
 
-        batch_id = uuid.uuid4()
-        now = datetime.now(UTC)
-        return [
-            {
-                "id": uuid.uuid4(),
-                "created_at": now,
-                "employee_id": None,
-                "input": template,
-                "probability": s.probability,
-                "prediction": s.prediction,
-                "threshold": scorer.threshold,
-                "model_tag": stored.tag,
-                "top_factors": s.top_factors,
-                "latency_ms": 1.0,
-                "request_id": "bench",
-                "batch_id": batch_id,
-            }
-            for s in scores
-        ]
+    def rows() -> list[dict[str, Any]]:
+        return renumbered(sample)
 
     def insert() -> None:
         batch = rows()
@@ -700,42 +694,38 @@ def in_process(home: Path, url: str, employee: dict[str, Any], sizes: tuple[int,
     }
     log(f"in-process insert of 1000 rows: {results['insert_1000']}")
     engine.dispose()
+    if db_writers:
+        results["db_ceiling"] = db_ceiling(url, db_writers, sample[:DB_CEILING_BATCH])
     return results
 
 
 DB_CEILING_BATCH = 16  # the mean batch /predict forms at 64 connections
 
 
-def _commit_batches(url: str, seconds: float) -> int:
-    """One writer process: 16-row batches, one COPY + COMMIT each, for `seconds`."""
-    import uuid
+def renumbered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same rows as a new batch: fresh prediction ids and batch id."""
+    batch_id = uuid.uuid4()
+    return [row | {"id": uuid.uuid4(), "batch_id": batch_id} for row in rows]
 
-    employee = employee_body()
+
+def _commit_batches(url: str, batch: list[dict[str, Any]], seconds: float) -> int:
+    """One writer process: `batch` again and again, one COPY + COMMIT each, for `seconds`."""
     from persistence.engine import build_engine, session_scope
     from persistence.queries import write_predictions
 
     engine = build_engine(url, pool_size=1, max_overflow=0)
-    template = {
-        "created_at": datetime.now(UTC), "employee_id": None, "input": employee,
-        "probability": 0.5, "prediction": 1, "threshold": 0.5, "model_tag": "bench:ceiling",
-        "top_factors": [{"feature": "age", "value": 30, "contribution": 0.1,
-                         "direction": "raises"}] * 5,
-        "latency_ms": 1.0, "request_id": "bench-ceiling",
-    }  # fmt: skip
     written, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
-        batch_id = uuid.uuid4()
-        batch = [
-            template | {"id": uuid.uuid4(), "batch_id": batch_id} for _ in range(DB_CEILING_BATCH)
-        ]
         with session_scope(engine) as session:
-            write_predictions(session, batch)
-        written += DB_CEILING_BATCH
+            write_predictions(session, renumbered(batch))
+        written += len(batch)
     engine.dispose()
     return written
 
 
-def db_ceiling(url: str, writers: int, seconds: float) -> dict[str, Any]:
+def db_ceiling(
+    url: str, writers: int, batch: list[dict[str, Any]], seconds: float = 5.0
+) -> dict[str, Any]:
     """Rows/s PostgreSQL commits from `writers` processes of 16-row batches on this machine.
 
     What every replica's workers share: replicas add throughput until their sum reaches this.
@@ -745,13 +735,13 @@ def db_ceiling(url: str, writers: int, seconds: float) -> dict[str, Any]:
 
     began = time.monotonic()
     with multiprocessing.get_context("spawn").Pool(writers) as pool:
-        counts = pool.starmap(_commit_batches, [(url, seconds)] * writers)
+        counts = pool.starmap(_commit_batches, [(url, batch, seconds)] * writers)
     took = time.monotonic() - began
     result = {
         "writers": writers,
-        "batch": DB_CEILING_BATCH,
+        "batch": len(batch),
         "rows_per_s": round(sum(counts) / seconds, 1),
-        "commits_per_s": round(sum(counts) / DB_CEILING_BATCH / seconds, 1),
+        "commits_per_s": round(sum(counts) / len(batch) / seconds, 1),
         "elapsed_s": round(took, 1),
     }
     log(f"database ceiling: {result}")
@@ -881,8 +871,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 *(f"{insert['insert_commit_ms']:.1f}", "-", "-", "-", "1000"),
             ]
         )
-    if "db_ceiling" in results:
-        ceiling = results["db_ceiling"]
+    if "db_ceiling" in local:
+        ceiling = local["db_ceiling"]
         lines.append(
             [
                 "database ceiling, COPY+COMMIT",
@@ -1076,9 +1066,9 @@ def main(argv: list[str] | None = None) -> int:
                         strict=True,
                     )
                 }
-            results["in_process"] = in_process(home, url, employee, args.batch_sizes)
-            if args.db_writers:
-                results["db_ceiling"] = db_ceiling(url, args.db_writers, seconds=5.0)
+            results["in_process"] = in_process(
+                home, url, employee, args.batch_sizes, db_writers=args.db_writers
+            )
             results["checks"] = ctx.checks
             rows.close()
             rows = None
