@@ -31,6 +31,7 @@ from persistence.queries import (
     prediction_stats,
 )
 from persistence.tables import EmployeeRecord
+from scoring.scorer import Scorer
 from serving.auth import Gatekeeper
 from serving.batch_body import EmployeeList, predictions_response
 from serving.batcher import AdaptiveBatcher
@@ -51,7 +52,6 @@ from serving.runtime import batching_caps, disable_unexported_tracing
 from serving.timeout import install as install_request_deadline
 from settings import get_settings
 from training.contract import Employee
-from training.scoring import Scorer
 from training.store import from_bento_model
 
 T = TypeVar("T")

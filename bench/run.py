@@ -625,11 +625,10 @@ def in_process(
 
     from persistence.engine import build_engine, session_scope
     from persistence.queries import write_predictions
+    from scoring.scorer import Scorer
     from serving.predictor import Predictor, ScoringRequest
     from serving.responses import Prediction
-    from training.contract import Employee
-    from training.extracts import employees_frame
-    from training.scoring import Scorer
+    from training.contract import Employee, employees_frame
     from training.store import load
 
     stored = load()

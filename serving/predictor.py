@@ -18,12 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from persistence.engine import session_scope
 from persistence.queries import known_employee_ids, write_predictions
 from persistence.tables import utcnow
+from scoring.scorer import Scorer
 from serving import metrics
 from serving.errors import database_error
 from serving.responses import Prediction
-from training.contract import Employee
-from training.extracts import employees_frame
-from training.scoring import Scorer
+from training.contract import Employee, employees_frame
 
 LABELS = ("Non", "Oui")
 

@@ -2,11 +2,11 @@ import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import MinMaxScaler
 
+from scoring.fast_transform import compile_preprocessor
+from scoring.scorer import Scorer, risk_band
 from training.contract import FEATURES, NUMERIC_FEATURES
 from training.extracts import load_extracts
-from training.fast_transform import compile_preprocessor
 from training.pipeline import candidates
-from training.scoring import Scorer, risk_band
 from training.store import load
 
 

@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 
 from persistence.engine import build_engine
 from persistence.tables import PredictionRecord as P
-from training.contract import Employee
-from training.extracts import employees_frame, load_extracts
+from training.contract import Employee, employees_frame
+from training.extracts import load_extracts
 from training.store import load
 
 from .test_contract import RAW

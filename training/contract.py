@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args, get_origin
 
+import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 TARGET = "a_quitte_l_entreprise"
@@ -183,3 +184,9 @@ def contract_description() -> dict[str, Any]:
         "constants": list(CONSTANTS),
         "target": TARGET,
     }
+
+
+def employees_frame(employees: list[Employee]) -> pd.DataFrame:
+    """Column-wise construction: one list per field, no per-row DataFrame work."""
+    fields = list(Employee.model_fields)
+    return pd.DataFrame({name: [getattr(e, name) for e in employees] for name in fields})

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from training.contract import SOURCES, TARGET, Employee
+from training.contract import SOURCES, TARGET, Employee, employees_frame
 
 MAX_REPORTED_ERRORS = 5
 
@@ -50,12 +50,6 @@ class Dataset:
             "generated": self.generated,
             "source": self.source,
         }
-
-
-def employees_frame(employees: list[Employee]) -> pd.DataFrame:
-    """Column-wise construction: one list per field, no per-row DataFrame work."""
-    fields = list(Employee.model_fields)
-    return pd.DataFrame({name: [getattr(e, name) for e in employees] for name in fields})
 
 
 def _key(source: str, series: pd.Series) -> pd.Series:

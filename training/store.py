@@ -13,10 +13,10 @@ from typing import Any
 import bentoml
 from sklearn.pipeline import Pipeline
 
+from scoring.scorer import Scorer
 from training.contract import contract_description
 from training.extracts import Dataset
 from training.fit import TrainingResult
-from training.scoring import Scorer
 
 MODEL_NAME = "attrition_pipeline"
 DEFAULT_TAG = f"{MODEL_NAME}:latest"

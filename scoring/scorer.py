@@ -19,8 +19,8 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from scoring.fast_transform import compile_preprocessor
 from training.contract import CATEGORIES
-from training.fast_transform import compile_preprocessor
 
 logger = logging.getLogger(__name__)
 
