@@ -1,6 +1,8 @@
 """The one settings class: every knob the application reads from the environment or `.env`.
 
-BentoML's own runtime knobs (workers, batching caps, timeouts) live in `configuration.yaml`.
+BentoML's own runtime knobs (workers, request timeout, concurrency, metrics, logging) live in
+`configuration.yaml`; nothing here repeats one of them. The batcher is the application's own
+(serving/batcher.py), so its caps are settings.
 """
 
 from __future__ import annotations
@@ -28,9 +30,19 @@ class Settings(BaseSettings):
     reports_dir: Path = Path("reports")
     db_pool_size: int = Field(5, ge=1)
     db_max_overflow: int = Field(5, ge=0)
+    # /predict's adaptive batcher: at most this many employees per predict_proba, and a call
+    # that waited this long for a slot is refused with 503 (the service is overloaded).
+    batch_max_size: int = Field(128, ge=1, le=5000)
+    batch_max_latency_ms: int = Field(2000, ge=1)
     max_batch_rows: int = Field(5000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # Keys (and unknown key ids) are trusted for this long: a revocation lands within it.
     key_cache_seconds: float = Field(5.0, ge=0, le=10)
+    key_cache_size: int = Field(10_000, ge=16)
+    # Refusals are aggregated per (address, client, route, status, error) and written in
+    # batches every `refusal_flush_seconds`; at most `refusal_max_pending` distinct groups wait.
+    refusal_flush_seconds: float = Field(2.0, gt=0, le=60)
+    refusal_max_pending: int = Field(1000, ge=1)
 
 
 @lru_cache(maxsize=1)

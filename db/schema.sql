@@ -36,7 +36,10 @@ CREATE TABLE public.audit_events (
     endpoint character varying(256) NOT NULL,
     status integer NOT NULL,
     error character varying(64) NOT NULL,
-    detail jsonb
+    detail jsonb,
+    last_seen_at timestamp with time zone,
+    count integer DEFAULT 1 NOT NULL,
+    client_address character varying(64)
 );
 
 CREATE SEQUENCE public.audit_events_id_seq
@@ -113,4 +116,4 @@ ALTER TABLE ONLY public.predictions
     ADD CONSTRAINT predictions_employee_id_fkey FOREIGN KEY (employee_id) REFERENCES public.employees(id);
 
 
-INSERT INTO public.alembic_version (version_num) VALUES ('0002');
+INSERT INTO public.alembic_version (version_num) VALUES ('0003');

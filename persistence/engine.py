@@ -1,16 +1,22 @@
-"""One engine per process, built from a SQLAlchemy URL with the driver we ship."""
+"""Engines built from a SQLAlchemy URL with the driver we ship, and the one session scope.
+
+A process owns one engine: the service builds it once at import (`service.ENGINE`) and hands
+it to the APIs, the gate and the read routes, so the connection budget is one pool per worker.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
+
+from persistence.errors import translate
 
 
 def normalise_url(url: str) -> str:
@@ -57,17 +63,27 @@ def build_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> sa.E
 
 @contextmanager
 def session_scope(engine: sa.Engine) -> Iterator[Session]:
-    """A session that commits when the block succeeds and rolls back when it raises."""
+    """A session that commits when the block succeeds and rolls back when it raises.
+
+    Database failures leave as `StoreUnavailable` / `StoreRejected`, never as SQLAlchemy's.
+    """
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise translate(exc) from exc
         except BaseException:
             session.rollback()
             raise
 
 
-@lru_cache(maxsize=4)
-def shared_engine(url: str, pool_size: int = 5, max_overflow: int = 5) -> sa.Engine:
-    """The process's engine for `url`: the service and its auth middleware share one pool."""
-    return build_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+def database_ready(engine: sa.Engine) -> bool:
+    """Readiness: the database answers a trivial query."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True

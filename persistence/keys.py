@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -96,5 +97,6 @@ def touch_key(session: Session, key_id: str, when: datetime) -> None:
     session.execute(sa.update(ApiKey).where(col(ApiKey.key_id) == key_id).values(last_used_at=when))
 
 
-def record_refusal(session: Session, event: AuditEvent) -> None:
-    session.add(event)
+def record_refusals(session: Session, events: Sequence[AuditEvent]) -> None:
+    """Store a batch of (aggregated) refusals in the session's transaction."""
+    session.add_all(events)

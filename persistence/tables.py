@@ -75,12 +75,19 @@ class ApiKey(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """A refused call (auth, validation, size): who tried what, and why it was refused."""
+    """Refused calls (auth, validation, size): who tried what, why, and how many times.
+
+    Repeats of one refusal (same address, client, method, route, status and error) within the
+    gate's flush window are one row: `count` says how many, `created_at` .. `last_seen_at` when.
+    """
 
     __tablename__ = "audit_events"
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = _timestamp(index=True)
+    last_seen_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    count: int = Field(default=1, ge=1)
+    client_address: str | None = Field(default=None, max_length=64)
     client: str | None = Field(default=None, max_length=64, index=True)
     method: str = Field(max_length=8)
     endpoint: str = Field(max_length=256)

@@ -28,3 +28,7 @@ DB_ERRORS = bentoml.metrics.Counter(
     name="attrition_db_errors_total",
     documentation="Batches refused because the database could not take the write",
 )
+REFUSALS_UNRECORDED = bentoml.metrics.Counter(
+    name="attrition_refusals_unrecorded_total",
+    documentation="Refused calls that could not be written to the audit log (database down)",
+)

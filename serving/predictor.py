@@ -1,7 +1,8 @@
-"""Score a batch and commit its audit rows, then (only then) build the answers.
+"""Score a batch and commit its rows, then (only then) build the answers.
 
-Knows nothing of HTTP: the service hands it requests, it hands back answers or raises
-`DatabaseUnavailable`, in which case no answer of the batch exists.
+Knows nothing of HTTP nor of the database's shape: the service hands it requests, it hands
+back answers, or raises an `ApiError` (503 when the rows could not be committed, 422 when the
+database refused a value), in which case no answer of the batch exists.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
 from persistence.engine import session_scope
-from persistence.queries import known_employee_ids, write_predictions
+from persistence.errors import StoreError
+from persistence.predictions import PredictionRow, write_predictions
 from persistence.tables import utcnow
 from scoring.scorer import Scorer
 from serving import metrics
-from serving.errors import database_error
+from serving.errors import from_store
 from serving.responses import Prediction
 from training.contract import Employee, employees_frame
 
 LABELS = ("Non", "Oui")
+NOT_STORED = "the prediction could not be stored, so it is not returned; retry later"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScoringRequest:
     employee: Employee
     request_id: str
@@ -44,67 +46,58 @@ class Predictor:
     def score_and_store(
         self, requests: Sequence[ScoringRequest], endpoint: str
     ) -> list[Prediction]:
-        frame = employees_frame([r.employee for r in requests])
-        scores = self.scorer.score(frame)
+        scores = self.scorer.score(employees_frame([r.employee for r in requests]))
         metrics.BATCH_SIZE.labels(endpoint=endpoint).observe(len(requests))
         batch_id = uuid.uuid4()
         now = utcnow()
         scored_at = time.perf_counter()
+        threshold = self.scorer.threshold
         rows = [
-            {
-                "id": uuid.uuid4(),
-                "created_at": now,
-                "employee_id": r.employee_id or r.employee.id_employee,
-                "input": r.employee.model_dump(mode="json", exclude_none=True),
-                "probability": s.probability,
-                "prediction": s.prediction,
-                "threshold": self.scorer.threshold,
-                "model_tag": self.model_tag,
-                "top_factors": s.top_factors,
-                "latency_ms": round((scored_at - r.received) * 1000, 3),
-                "request_id": r.request_id,
-                "batch_id": batch_id,
-            }
+            PredictionRow(
+                id=uuid.uuid4(),
+                created_at=now,
+                employee_id=r.employee_id or r.employee.id_employee,
+                input=r.employee.model_dump(mode="json", exclude_none=True),
+                probability=s.probability,
+                prediction=s.prediction,
+                threshold=threshold,
+                model_tag=self.model_tag,
+                top_factors=s.top_factors,
+                latency_ms=round((scored_at - r.received) * 1000, 3),
+                request_id=r.request_id,
+                batch_id=batch_id,
+            )
             for r, s in zip(requests, scores, strict=True)
         ]
         self._commit(rows)
         done = time.perf_counter()
-        answers = []
-        for r, row, s in zip(requests, rows, scores, strict=True):
-            label = LABELS[s.prediction]
-            answers.append(
-                Prediction(
-                    prediction_id=row["id"],
-                    probability=s.probability,
-                    prediction=s.prediction,
-                    label=label,
-                    threshold=self.scorer.threshold,
-                    risk_band=s.risk_band,
-                    model_tag=self.model_tag,
-                    top_factors=s.top_factors,
-                    latency_ms=round((done - r.received) * 1000, 3),
-                )
+        answers = [
+            Prediction(
+                prediction_id=row.id,
+                probability=s.probability,
+                prediction=s.prediction,
+                label=LABELS[s.prediction],
+                threshold=threshold,
+                risk_band=s.risk_band,
+                model_tag=self.model_tag,
+                top_factors=s.top_factors,
+                latency_ms=round((done - r.received) * 1000, 3),
             )
+            for r, row, s in zip(requests, rows, scores, strict=True)
+        ]
         # Per batch, not per answer: `labels()` costs ~50 µs in multiprocess mode.
         for label, count in Counter(a.label for a in answers).items():
             metrics.PREDICTIONS.labels(label=label).inc(count)
         return answers
 
-    def _commit(self, rows: list[dict[str, object]]) -> None:
+    def _commit(self, rows: list[PredictionRow]) -> None:
         """One transaction: the batch's rows exist, or none of its answers do."""
         started = time.perf_counter()
         try:
             with session_scope(self.engine) as session:
-                referenced = {int(r["employee_id"]) for r in rows if r["employee_id"]}  # type: ignore[call-overload]
-                known = known_employee_ids(session, referenced)
-                for row in rows:
-                    if row["employee_id"] not in known:
-                        row["employee_id"] = None
                 write_predictions(session, rows)
-        except SQLAlchemyError as exc:
+        except StoreError as exc:
             metrics.DB_ERRORS.inc()
-            raise database_error(
-                exc, "the prediction could not be stored, so it is not returned; retry later"
-            ) from exc
+            raise from_store(exc, NOT_STORED) from exc
         metrics.DB_WRITE_SECONDS.observe(time.perf_counter() - started)
         metrics.ROWS_WRITTEN.inc(len(rows))

@@ -1,0 +1,130 @@
+"""The prediction row, written once: its typed form, its foreign key, its batch write.
+
+The layout is the `predictions` table (`PredictionRecord`); `PredictionRow` mirrors it field
+for field, checked at import, so a column added to one and not the other fails every test run.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import dataclass, fields
+from datetime import datetime
+from operator import attrgetter
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic_core import to_json
+from sqlmodel import Session, col, select
+
+from persistence.tables import EmployeeRecord, PredictionRecord
+
+PREDICTIONS: sa.Table = PredictionRecord.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class PredictionRow:
+    """One scored employee as it is stored; `employee_id` may name an unknown employee."""
+
+    id: uuid.UUID
+    created_at: datetime
+    employee_id: int | None
+    input: dict[str, Any]
+    probability: float
+    prediction: int
+    threshold: float
+    model_tag: str
+    top_factors: list[dict[str, Any]]
+    latency_ms: float
+    request_id: str
+    batch_id: uuid.UUID
+
+
+COLUMNS = tuple(f.name for f in fields(PredictionRow))
+if set(COLUMNS) != set(PREDICTIONS.c.keys()):  # pragma: no cover - a layout edit gone wrong
+    raise RuntimeError(f"PredictionRow {COLUMNS} differs from the table {PREDICTIONS.c.keys()}")
+# A row's values in column order; `dataclasses.astuple` would deep-copy the JSON columns.
+_values = attrgetter(*COLUMNS)
+
+
+def write_predictions(session: Session, rows: Sequence[PredictionRow]) -> None:
+    """Write a batch's rows in the session's transaction, in one statement.
+
+    An `employee_id` that names no stored employee is kept as NULL (the input still holds the
+    caller's `id_employee`): a score is never refused for want of a seeded employee.
+    PostgreSQL gets `COPY`; elsewhere a Core multi-row INSERT (SQLAlchemy's insertmanyvalues):
+    the ORM bulk path adds ~0.05 ms a row of bookkeeping for objects we never load back.
+    """
+    if not rows:
+        return
+    referenced = {r.employee_id for r in rows if r.employee_id is not None}
+    known = _known_employee_ids(session, referenced) if referenced else set()
+    for row in rows:
+        if row.employee_id is not None and row.employee_id not in known:
+            row.employee_id = None
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        _copy_rows(connection, rows)
+    else:
+        connection.execute(
+            sa.insert(PREDICTIONS), [dict(zip(COLUMNS, _values(r), strict=True)) for r in rows]
+        )
+
+
+def _known_employee_ids(session: Session, ids: set[int]) -> set[int]:
+    found = session.exec(select(EmployeeRecord.id).where(col(EmployeeRecord.id).in_(ids)))
+    return set(found)
+
+
+def _copy_rows(connection: sa.Connection, rows: Sequence[PredictionRow]) -> None:
+    """`COPY ... FROM STDIN`: for 1,000 predictions about half the time of the INSERT.
+
+    The INSERT spends its time rendering ~13k bound parameters; COPY streams one text in
+    PostgreSQL's text format (tab-separated, backslash escapes, `\\N` for NULL). Built here
+    rather than with the csv module: quoting the JSON columns as CSV took 54 ms for 1,000 rows,
+    the text format 10 ms.
+    """
+    text = "".join(
+        "\t".join(
+            "\\N" if value is None else encode(value)
+            for value, encode in zip(_values(row), _ENCODERS, strict=True)
+        )
+        + "\n"
+        for row in rows
+    )
+    preparer = connection.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(c) for c in COLUMNS)
+    statement = f"COPY {preparer.format_table(PREDICTIONS)} ({columns}) FROM STDIN"
+    driver_error = connection.dialect.loaded_dbapi.Error
+    with closing(connection.connection.cursor()) as cursor:
+        try:
+            cursor.copy_expert(statement, io.StringIO(text))  # type: ignore[attr-defined]
+        except driver_error as exc:
+            # The raw cursor is outside SQLAlchemy: wrap as it would (OperationalError,
+            # DataError, ...), so callers handle one family of exceptions.
+            raw = connection.connection.dbapi_connection
+            gone = connection.dialect.is_disconnect(exc, raw, cursor)
+            if gone:
+                connection.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                statement, None, exc, driver_error, dialect=connection.dialect,
+                connection_invalidated=gone,
+            ) from exc  # fmt: skip
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_encoder(column_type: sa.types.TypeEngine[Any]) -> Callable[[Any], str]:
+    """How one column's values are written in COPY's text format."""
+    if isinstance(column_type, sa.JSON):
+        # JSON text never holds a raw tab or newline (they are escaped); only `\` needs doubling.
+        return lambda value: to_json(value).decode().replace("\\", "\\\\")
+    if isinstance(column_type, sa.DateTime):
+        return datetime.isoformat
+    return lambda value: str(value).translate(_COPY_ESCAPES)
+
+
+_ENCODERS = tuple(_copy_encoder(PREDICTIONS.c[name].type) for name in COLUMNS)
