@@ -24,7 +24,7 @@ train: install
 	$(BIN)/attrition train
 
 serve: install
-	$(BIN)/python -m cli.serve
+	$(BIN)/attrition serve
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -32,6 +32,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import uuid
+from collections.abc import Sequence
 
 import anyio
 import bentoml
@@ -27,6 +28,7 @@ from serving.errors import NotFound, TooLarge, Unprocessable, refusing
 from serving.gate import Gate
 from serving.predictor import Predictor, ScoringRequest
 from serving.reads import build_reads
+from serving.refusals import RefusalLog
 from serving.responses import EmployeeId, ModelCard, Prediction, predictions_response
 from settings import get_settings
 from training.contract import Employee
@@ -37,6 +39,11 @@ disable_unexported_tracing()
 install_request_deadline()
 ENGINE = build_engine(
     settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+)
+REFUSALS = RefusalLog(
+    ENGINE,
+    flush_seconds=settings.refusal_flush_seconds,
+    max_pending=settings.refusal_max_pending,
 )
 reads = build_reads(ENGINE)
 
@@ -72,8 +79,12 @@ class Attrition:
         gc.collect()
         gc.freeze()
 
-    async def _score_batch(self, requests: tuple[ScoringRequest, ...]) -> list[Prediction]:
+    async def _score_batch(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
         return await anyio.to_thread.run_sync(self.predictor.score_and_store, requests, "predict")
+
+    @bentoml.on_shutdown
+    async def _write_pending_refusals(self) -> None:
+        await REFUSALS.close()
 
     def __is_ready__(self) -> bool:
         """Ready while the database answers: the model is loaded before the worker exists."""
@@ -147,12 +158,12 @@ class Attrition:
         )
 
 
-Attrition.add_asgi_middleware(
+# `add_asgi_middleware` is added by `@bentoml.service`, which mypy cannot see.
+Attrition.add_asgi_middleware(  # type: ignore[attr-defined]
     Gate,
     engine=ENGINE,
     key_ttl=settings.key_cache_seconds,
     key_cache_size=settings.key_cache_size,
     max_body_bytes=settings.max_body_bytes,
-    refusal_flush_seconds=settings.refusal_flush_seconds,
-    refusal_max_pending=settings.refusal_max_pending,
+    refusals=REFUSALS,
 )

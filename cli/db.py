@@ -35,7 +35,7 @@ def seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = commands.add_parser("db", help="database schema and seed data")
     sub = group.add_subparsers(required=True, metavar="ACTION")
     sub.add_parser("upgrade", help="apply pending Alembic migrations").set_defaults(handler=upgrade)

@@ -66,7 +66,7 @@ def ensure_local_key(port: str, employee_id: int) -> None:
     )
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = commands.add_parser("keys", help="API keys of the service's clients")
     sub = group.add_subparsers(required=True, metavar="ACTION")
     parser = sub.add_parser("create", help="create a key; printed once, as the last line")

@@ -1,20 +1,23 @@
-"""Entry point of the `attrition` console script."""
+"""Entry point of the `attrition` console script.
+
+Every command fails the same way: it raises one of the errors below, `main` prints
+`error: <message>` on stderr and exits 2, without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from cli import db, keys, train
+from cli import db, keys, serve, train
+from cli.serve import CommandError
+from persistence.errors import StoreError
 from persistence.keys import KeyProblem
 from training.extracts import ExtractError
 from training.store import ModelNotFound
 
-COMMAND_GROUPS = (train, db, keys)
-
-
-class CommandError(RuntimeError):
-    """A failure whose message is the whole story: printed without a traceback."""
+COMMAND_GROUPS = (train, db, keys, serve)
+FAILURES = (ExtractError, ModelNotFound, KeyProblem, CommandError, StoreError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ExtractError, ModelNotFound, KeyProblem, CommandError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except FAILURES as exc:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, StoreError):
+            message = f"the database refused or could not take the command: {message}"
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

@@ -1,4 +1,5 @@
-"""`make serve`: migrate, train if the store is empty, check, then run `bentoml serve`.
+"""`attrition serve` (what `make serve` runs): migrate, train if the store is empty, seed,
+make a local key, then exec `bentoml serve`.
 
 Everything a worker needs is checked here first, because a worker whose start-up fails is
 respawned by BentoML forever and the server never becomes ready.
@@ -6,6 +7,7 @@ respawned by BentoML forever and the server never becomes ready.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -17,9 +19,8 @@ from settings import get_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+class CommandError(RuntimeError):
+    """A failure whose message is the whole story: printed without a traceback, exit 2."""
 
 
 def ensure_employees(engine: Engine) -> int:
@@ -31,58 +32,50 @@ def ensure_employees(engine: Engine) -> int:
 
     def first_id() -> int | None:
         with Session(engine) as session:
-            return session.exec(select(col(EmployeeRecord.id)).order_by(EmployeeRecord.id)).first()
+            return session.exec(
+                select(col(EmployeeRecord.id)).order_by(col(EmployeeRecord.id))
+            ).first()
 
     if first_id() is None:
         attrition(["db", "seed"])
     found = first_id()
     if found is None:
-        raise SystemExit("error: the employees table is still empty after seeding")
+        raise CommandError("the employees table is still empty after seeding")
     return found
 
 
-def main() -> int:
+def serve(_args: argparse.Namespace) -> int:
     import db
+    from cli.keys import ensure_local_key
     from cli.main import main as attrition
-    from persistence.engine import build_engine
-    from serving.health import database_ready
-    from training.store import ModelNotFound, has_model, load
+    from persistence.engine import build_engine, database_ready
+    from training.store import has_model, load
 
     settings = get_settings()
     os.chdir(ROOT)
     engine = build_engine(settings.database_url)
     if not database_ready(engine):
-        return _fail(f"database {engine.url!r} does not answer; check DATABASE_URL")
+        raise CommandError(f"database {engine.url!r} does not answer; check DATABASE_URL")
     db.upgrade(settings.database_url)
     if not has_model(settings.model_tag):
         if settings.model_tag.split(":")[-1] != "latest":
-            return _fail(f"model {settings.model_tag!r} is not in the store; run make train")
+            raise CommandError(f"model {settings.model_tag!r} is not in the store; run make train")
         print(f"no model {settings.model_tag!r} in the store yet: training one", flush=True)
         if attrition(["train"]) != 0:
-            return 2
-    try:
-        load(settings.model_tag)
-    except ModelNotFound as exc:
-        return _fail(str(exc))
-    from cli.keys import ensure_local_key
-
+            raise CommandError("training failed; see above")
+    load(settings.model_tag)
     employee_id = ensure_employees(engine)
     ensure_local_key(port := os.environ.get("PORT", "3000"), employee_id)
     os.environ["BENTOML_CONFIG"] = str(ROOT / "configuration.yaml")
     bentoml = str(Path(sys.executable).with_name("bentoml"))
-    args = [
-        bentoml,
-        "serve",
-        "service:Attrition",
-        "--port",
-        port,
-        "--host",
-        os.environ.get("HOST", "127.0.0.1"),
-    ]
-    print(f"serving on http://{args[-1]}:{port}", flush=True)
-    os.execv(bentoml, args)
+    host = os.environ.get("HOST", "127.0.0.1")
+    print(f"serving on http://{host}:{port}", flush=True)
+    os.execv(bentoml, [bentoml, "serve", "service:Attrition", "--port", port, "--host", host])
     return 0  # pragma: no cover  (execv does not return)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "serve", help="migrate, train if needed, seed, make a local key, run bentoml serve"
+    )
+    parser.set_defaults(handler=serve)

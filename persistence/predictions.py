@@ -100,7 +100,7 @@ def _copy_rows(connection: sa.Connection, rows: Sequence[PredictionRow]) -> None
     driver_error = connection.dialect.loaded_dbapi.Error
     with closing(connection.connection.cursor()) as cursor:
         try:
-            cursor.copy_expert(statement, io.StringIO(text))  # type: ignore[attr-defined]
+            cursor.copy_expert(statement, io.StringIO(text))
         except driver_error as exc:
             # The raw cursor is outside SQLAlchemy: wrap as it would (OperationalError,
             # DataError, ...), so callers handle one family of exceptions.

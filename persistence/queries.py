@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -51,18 +52,15 @@ class HistoryFilter:
     until: datetime | None = None
 
     def apply(self, statement: Any) -> Any:
-        checks = {
-            "employee_id": lambda v: col(PredictionRecord.employee_id) == v,
-            "model_tag": lambda v: col(PredictionRecord.model_tag) == v,
-            "prediction": lambda v: col(PredictionRecord.prediction) == v,
-            "since": lambda v: col(PredictionRecord.created_at) >= v,
-            "until": lambda v: col(PredictionRecord.created_at) < v,
-        }
-        conditions = [
-            check(value)
-            for name, check in checks.items()
-            if (value := getattr(self, name)) is not None
+        p = PredictionRecord
+        checks: list[tuple[Any, Callable[[Any], Any]]] = [
+            (self.employee_id, lambda v: col(p.employee_id) == v),
+            (self.model_tag, lambda v: col(p.model_tag) == v),
+            (self.prediction, lambda v: col(p.prediction) == v),
+            (self.since, lambda v: col(p.created_at) >= v),
+            (self.until, lambda v: col(p.created_at) < v),
         ]
+        conditions = [check(value) for value, check in checks if value is not None]
         return statement.where(*conditions)
 
 
@@ -87,7 +85,7 @@ def prediction_stats(
     if by == "day":
         group = sa.func.date(PredictionRecord.created_at)
     else:
-        group = PredictionRecord.input[by].as_string()  # type: ignore[index]
+        group = PredictionRecord.input[by].as_string()
     key = sa.cast(group, sa.String).label("group")
     statement = (
         select(

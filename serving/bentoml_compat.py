@@ -63,7 +63,7 @@ class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
 
         handler = asyncio.ensure_future(self.app(scope, receive, send_and_disarm))
         # A handler that ends (or fails) without sending must not wait for the deadline.
-        handler.add_done_callback(lambda _: started.done() or started.set_result(None))
+        handler.add_done_callback(lambda _: None if started.done() else started.set_result(None))
         try:
             await started
         except TimeoutError:
@@ -82,7 +82,7 @@ def install_request_deadline() -> None:
     traffic.TimeoutMiddleware = CancellingTimeoutMiddleware  # type: ignore[misc]
 
 
-class ListBody(IORootModel[list[T]], Generic[T]):
+class ListBody(IORootModel[list[T]], Generic[T]):  # type: ignore[misc]
     """Base of a list-rooted API input validated from bytes (see the module docstring, 2)."""
 
     __root_input__ = True
@@ -91,12 +91,13 @@ class ListBody(IORootModel[list[T]], Generic[T]):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls._adapter = TypeAdapter(cls.model_fields["root"].annotation)
+        cls._adapter = TypeAdapter(cls.model_fields["root"].annotation)  # type: ignore[maybe-unrecognized-str-typeform]
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **_kwargs: Any) -> Self:
         """Malformed JSON fails as a `ValidationError` (`json_invalid`), refused as a 422."""
-        return cls.model_construct(root=cls._adapter.validate_json(json_data))
+        body: Self = cls.model_construct(root=cls._adapter.validate_json(json_data))
+        return body
 
 
 def disable_unexported_tracing() -> None:

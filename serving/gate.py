@@ -37,16 +37,13 @@ class Gate:
         key_ttl: float,
         key_cache_size: int,
         max_body_bytes: int,
-        refusal_flush_seconds: float,
-        refusal_max_pending: int,
+        refusals: RefusalLog,
     ) -> None:
         self.app = app
         self.engine = engine
         self.auth = Authenticator(KeyCache(engine, ttl=key_ttl, size=key_cache_size))
         self.max_body_bytes = max_body_bytes
-        self.refusals = RefusalLog(
-            engine, flush_seconds=refusal_flush_seconds, max_pending=refusal_max_pending
-        )
+        self.refusals = refusals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -32,7 +32,7 @@ def has_body(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         lowered = name.lower()
         if lowered == b"content-length":
-            return value != b"0"
+            return bool(value != b"0")
         if lowered == b"transfer-encoding":
             return True
     return False
