@@ -12,11 +12,10 @@ from sqlmodel import Session, select
 import db
 from cli.main import main as attrition
 from persistence.engine import build_engine, normalise_url, session_scope
-from persistence.queries import write_predictions
+from persistence.errors import StoreRejected, StoreUnavailable
+from persistence.predictions import COLUMNS, PredictionRow, write_predictions
 from persistence.tables import ApiKey, EmployeeRecord, PredictionRecord, utcnow
 from settings import get_settings
-
-from .conftest import create_database
 
 CATALOG = """
 SELECT 'column', table_name || '.' || column_name || ' ' || data_type || ' '
@@ -49,15 +48,17 @@ def use_database(monkeypatch):
     get_settings.cache_clear()
 
 
-def test_schema_sql_equals_the_migrations(postgres_server):
-    migrated, from_file = create_database(postgres_server), create_database(postgres_server)
+def test_schema_sql_equals_the_migrations(new_postgres_database):
+    migrated, from_file = new_postgres_database(), new_postgres_database()
     db.upgrade(migrated)
     engine = build_engine(from_file)
     with engine.begin() as connection:
         connection.exec_driver_sql((Path(db.__file__).parent / "schema.sql").read_text())
     engine.dispose()
     assert catalog(from_file) == catalog(migrated)
-    assert db.current_revision(build_engine(from_file)) == db.head_revision()
+    engine = build_engine(from_file)
+    assert db.current_revision(engine) == db.head_revision()
+    engine.dispose()
 
 
 def test_migrations_go_down_and_up_again_on_sqlite(tmp_path):
@@ -73,25 +74,21 @@ def test_migrations_go_down_and_up_again_on_sqlite(tmp_path):
     )
 
 
-def _prediction(employee_id: int | None = None) -> dict:
-    return {
-        "id": uuid.uuid4(),
-        "created_at": utcnow(),
-        "employee_id": employee_id,
-        "input": {
-            "departement": "Consulting",
-            "poste": "Consultant",
-            "annees_dans_l_entreprise": 3,
-        },
-        "probability": 0.25,
-        "prediction": 0,
-        "threshold": 0.5,
-        "model_tag": "m:1",
-        "top_factors": [],
-        "latency_ms": 1.0,
-        "request_id": "r",
-        "batch_id": uuid.uuid4(),
-    }
+def _prediction(employee_id: int | None = None) -> PredictionRow:
+    return PredictionRow(
+        id=uuid.uuid4(),
+        created_at=utcnow(),
+        employee_id=employee_id,
+        input={"departement": "Consulting", "poste": "Consultant", "annees_dans_l_entreprise": 3},
+        probability=0.25,
+        prediction=0,
+        threshold=0.5,
+        model_tag="m:1",
+        top_factors=[],
+        latency_ms=1.0,
+        request_id="r",
+        batch_id=uuid.uuid4(),
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -100,60 +97,64 @@ def test_written_predictions_read_back_unchanged(backend, request, tmp_path):
     url = (
         f"sqlite:///{tmp_path / 'w.db'}"
         if backend == "sqlite"
-        else create_database(request.getfixturevalue("postgres_server"))
+        else request.getfixturevalue("new_postgres_database")()
     )
     db.upgrade(url)
     awkward = 'a "quoted", comma\nnew line\ttab\rreturn \\ backslash \\N é 日本'
     rows = [_prediction() for _ in range(3)]
-    rows[0]["input"] = {"poste": awkward, "departement": "", "note": None, "n": 1.5e-7}
-    rows[0]["top_factors"] = [{"feature": awkward, "contribution": -0.1234567890123}]
-    rows[0]["request_id"] = ""
-    rows[1]["model_tag"] = awkward[:128]
-    rows[2]["probability"] = 0.1 + 0.2
+    rows[0].input = {"poste": awkward, "departement": "", "note": None, "n": 1.5e-7}
+    rows[0].top_factors = [{"feature": awkward, "contribution": -0.1234567890123}]
+    rows[0].request_id = ""
+    rows[1].model_tag = awkward[:128]
+    rows[2].probability = 0.1 + 0.2
+    rows[2].employee_id = 999  # names no stored employee: kept as NULL, the row still written
     engine = build_engine(url)
     with session_scope(engine) as session:
         session.add(EmployeeRecord(id=7, features={}))
         session.flush()
-        rows[1]["employee_id"] = 7
+        rows[1].employee_id = 7
         write_predictions(session, rows)
     with Session(engine) as session:
         stored = {r.id: r for r in session.exec(select(PredictionRecord))}
     engine.dispose()
-    assert set(stored) == {r["id"] for r in rows}
+    assert set(stored) == {r.id for r in rows}
+    assert [stored[r.id].employee_id for r in rows] == [None, 7, None]
     for row in rows:
-        record = stored[row["id"]]
-        for name, value in row.items():
-            found = getattr(record, name)
+        record = stored[row.id]
+        for name in COLUMNS:
+            value, found = getattr(row, name), getattr(record, name)
             if name == "created_at":
                 assert found.replace(tzinfo=None) == value.replace(tzinfo=None)
             else:
                 assert found == value, name
 
 
-def test_a_value_postgresql_refuses_in_copy_is_a_sqlalchemy_data_error(postgres_server):
-    """COPY runs on the raw cursor: its errors must still reach callers as SQLAlchemy's."""
-    url = create_database(postgres_server)
+def test_a_value_postgresql_refuses_in_copy_is_store_rejected(new_postgres_database):
+    """COPY runs on the raw cursor: its errors must still reach callers as persistence's."""
+    url = new_postgres_database()
     db.upgrade(url)
     row = _prediction()
-    row["input"] = {"poste": "nul \u0000 byte"}  # JSONB cannot hold U+0000
+    row.input = {"poste": "nul \u0000 byte"}  # JSONB cannot hold U+0000
     engine = build_engine(url)
-    with pytest.raises(sa.exc.DataError), session_scope(engine) as session:
+    with pytest.raises(StoreRejected) as raised, session_scope(engine) as session:
         write_predictions(session, [row])
+    assert isinstance(raised.value.__cause__, sa.exc.DataError)
     with Session(engine) as session:
         assert session.exec(select(PredictionRecord)).all() == []
     engine.dispose()
 
 
-def test_a_connection_lost_during_copy_is_an_operational_error(postgres_server):
-    url = create_database(postgres_server)
+def test_a_connection_lost_during_copy_is_store_unavailable(new_postgres_database):
+    url = new_postgres_database()
     db.upgrade(url)
     engine = build_engine(url)
-    with pytest.raises(sa.exc.OperationalError) as raised, session_scope(engine) as session:
+    with pytest.raises(StoreUnavailable) as raised, session_scope(engine) as session:
         pid = session.exec(sa.text("SELECT pg_backend_pid()")).scalar_one()
         with engine.connect() as other:
             other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         write_predictions(session, [_prediction()])
-    assert raised.value.connection_invalidated
+    cause = raised.value.__cause__
+    assert isinstance(cause, sa.exc.OperationalError) and cause.connection_invalidated
     with Session(engine) as session:  # the pool hands out a live connection again
         assert session.exec(select(PredictionRecord)).all() == []
     engine.dispose()
@@ -166,7 +167,7 @@ def test_seed_is_idempotent_and_keeps_predictions(
     url = use_database(
         f"sqlite:///{tmp_path / 's.db'}"
         if backend == "sqlite"
-        else create_database(request.getfixturevalue("postgres_server"))
+        else request.getfixturevalue("new_postgres_database")()
     )
     assert attrition(["db", "upgrade"]) == 0
     assert attrition(["db", "seed", "--data-dir", str(generated_dir)]) == 0
@@ -180,18 +181,18 @@ def test_seed_is_idempotent_and_keeps_predictions(
         assert len(session.exec(select(PredictionRecord)).all()) == 1
 
 
-def test_analytics_sql_runs_on_postgres_and_agrees_with_the_rows(postgres_server):
-    url = create_database(postgres_server)
+def test_analytics_sql_runs_on_postgres_and_agrees_with_the_rows(new_postgres_database):
+    url = new_postgres_database()
     db.upgrade(url)
     rows = []
     for i in range(10):
         row = _prediction()
-        row["input"] = {
+        row.input = {
             "departement": "Commercial" if i < 4 else "Consulting",
             "poste": "Manager",
             "annees_dans_l_entreprise": i,
         }
-        row["probability"], row["prediction"] = i / 10, int(i >= 6)
+        row.probability, row.prediction = i / 10, int(i >= 6)
         rows.append(row)
     engine = build_engine(url)
     with session_scope(engine) as session:

@@ -22,7 +22,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(server, tmp_
             "run",
             f"{server.url}/docs.json",
             "--header",
-            f"X-API-Key: {server.predict_key}",
+            f"X-API-Key: {server.keys.predict}",
             "--checks",
             "not_a_server_error,response_schema_conformance",
             "--phases",

@@ -13,10 +13,9 @@ from sqlmodel import Session, col, select
 
 from persistence.engine import build_engine
 from persistence.tables import PredictionRecord as P
-
-from .conftest import create_database, prepare_database, start_embedded_postgres, start_server
-from .processes import kill_server
-from .test_contract import RAW
+from tests.support.databases import embedded_postgres, prepare_database
+from tests.support.payloads import RAW
+from tests.support.servers import Service, kill_server, start_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -31,7 +30,7 @@ def stored_ids(database_url: str, prefix: str) -> set[str]:
         engine.dispose()
 
 
-def predict(server, request_id: str, client: httpx.Client) -> httpx.Response:
+def predict(server: Service, request_id: str, client: httpx.Client) -> httpx.Response:
     return client.post(
         f"{server.url}/predict",
         json=RAW,
@@ -56,10 +55,9 @@ def test_load_5000_calls_rows_equal_answers(server):
 
 def test_database_outage_503_then_recovery_within_5_seconds(session_home, trained_tag):
     folder = session_home / "outage-pg"
-    postgres = start_embedded_postgres(folder)
+    postgres = embedded_postgres(folder)
     url = postgres.get_uri()
-    keys = prepare_database(url)
-    server = start_server(url, session_home / "serve-outage.log", keys)
+    server = start_service(url, prepare_database(url), session_home / "serve-outage.log")
     prefix = f"outage-{uuid.uuid4().hex[:8]}-"
     answered: set[str] = set()
     try:
@@ -75,7 +73,7 @@ def test_database_outage_503_then_recovery_within_5_seconds(session_home, traine
                 assert answer.status_code == 503, answer.text
                 assert answer.json()["error"] == "database_unavailable"
             assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 503
-            postgres = start_embedded_postgres(folder)
+            postgres = embedded_postgres(folder)
             back = time.monotonic()
             while True:
                 answer = predict(server, f"{prefix}after", client)
@@ -92,9 +90,11 @@ def test_database_outage_503_then_recovery_within_5_seconds(session_home, traine
         postgres.cleanup()
 
 
-def test_kill_9_under_load_loses_no_answered_prediction(postgres_server, session_home, trained_tag):
-    url = create_database(postgres_server)
-    server = start_server(url, session_home / "serve-crash.log", prepare_database(url))
+def test_kill_9_under_load_loses_no_answered_prediction(
+    new_postgres_database, session_home, trained_tag
+):
+    url = new_postgres_database()
+    server = start_service(url, prepare_database(url), session_home / "serve-crash.log")
     prefix = f"crash-{uuid.uuid4().hex[:8]}-"
     answered: list[str] = []
     stop = threading.Event()

@@ -12,8 +12,7 @@ from sqlmodel import Session, select
 from persistence.engine import build_engine, session_scope
 from persistence.keys import create_key, revoke_key
 from persistence.tables import AuditEvent, PredictionRecord
-
-from .test_contract import RAW
+from tests.support.payloads import RAW
 
 pytestmark = pytest.mark.e2e
 PUBLIC = {("get", "/livez"), ("get", "/readyz"), ("get", "/metrics"), ("get", "/healthz")}
@@ -60,7 +59,7 @@ def test_auth_matrix_over_every_route(server):
             {},
             *key_forms("atk_0000.not-a-key"),
             *key_forms("garbage"),
-            *key_forms(server.revoked_key),
+            *key_forms(server.keys.revoked),
         ]:
             refused = answer(headers)
             assert refused.status_code == 401, (method, path, headers, refused.text)
@@ -69,13 +68,13 @@ def test_auth_matrix_over_every_route(server):
                 "invalid_api_key",
                 "revoked_api_key",
             }
-        for headers in key_forms(server.read_key):
+        for headers in key_forms(server.keys.read):
             status = answer(headers).status_code
             if path in PREDICT:
                 assert status == 403, (method, path)
             else:
                 assert status not in (401, 403, 500), (method, path, status)
-        for headers in key_forms(server.predict_key):
+        for headers in key_forms(server.keys.predict):
             assert answer(headers).status_code not in (401, 403, 500), (method, path)
 
 
@@ -169,4 +168,4 @@ def test_refusals_are_audited_without_the_key(server):
     assert any(e.client and e.detail and e.detail[0]["field"] == "age" for e in invalid)
     dumped = " ".join(str(e.model_dump()) for e in events)
     assert wrong not in dumped and wrong.split(".")[1] not in dumped
-    assert server.predict_key.split(".")[1] not in dumped
+    assert server.keys.predict.split(".")[1] not in dumped

@@ -13,11 +13,10 @@ from sqlmodel import Session, col, select
 
 from persistence.engine import build_engine
 from persistence.tables import PredictionRecord as P
+from tests.support.payloads import RAW
 from training.contract import Employee, employees_frame
 from training.extracts import load_extracts
 from training.store import load
-
-from .test_contract import RAW
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +57,7 @@ def test_predict_answer_matches_its_row_and_the_trained_model(server, trained_ta
 
 
 def test_served_threshold_is_the_trained_one(server, trained_tag):
-    card = httpx.get(f"{server.url}/model", headers=server.headers(server.read_key)).json()
+    card = httpx.get(f"{server.url}/model", headers=server.headers(server.keys.read)).json()
     assert card["threshold"] == bentoml.models.get(trained_tag).info.metadata["threshold"]
     assert card["threshold_overridden"] is False
     assert card["tag"] == trained_tag
@@ -137,7 +136,7 @@ def test_history_filters_return_what_the_rows_say(server, generated_dir):
         post(server, "/predict_by_id", {"employee_id": employee.id_employee}).json()
         for _ in range(3)
     ]
-    read = server.headers(server.read_key)
+    read = server.headers(server.keys.read)
     page = httpx.get(
         f"{server.url}/history",
         headers=read,
@@ -167,7 +166,9 @@ def test_history_filters_return_what_the_rows_say(server, generated_dir):
 def test_stats_match_a_hand_computed_expectation(server):
     post(server, "/predict_batch", [RAW, RAW | {"departement": "Consulting"}])
     stats = httpx.get(
-        f"{server.url}/stats", headers=server.headers(server.read_key), params={"by": "departement"}
+        f"{server.url}/stats",
+        headers=server.headers(server.keys.read),
+        params={"by": "departement"},
     ).json()
     expected: dict[str, list] = {}
     for row in rows(server):
@@ -182,7 +183,7 @@ def test_stats_match_a_hand_computed_expectation(server):
 
 def test_bentoml_client_with_a_key(server, generated_dir):
     employee_id = load_extracts(generated_dir).employees[0].id_employee
-    with bentoml.SyncHTTPClient(server.url, token=server.predict_key) as client:
+    with bentoml.SyncHTTPClient(server.url, token=server.keys.predict) as client:
         single = client.predict(RAW)
         answers = client.predict_batch([RAW, RAW])
         assert len(answers) == 2
