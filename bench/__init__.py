@@ -8,7 +8,9 @@ BentoML store (unless the default store already holds `attrition_pipeline`), sta
   warm-up at the same concurrency: req/s, p50/p90/p99, errors, the mean batch the adaptive
   batcher formed (from the server's /metrics) and the CPU split between the workers;
 - `/predict_batch` with 1, 100 and 1000 employees: median latency of a few calls, rows/s;
-- the same `/predict` runs with batching disabled (max_batch_size 1), and the ratio;
+- a flood of random-key calls (each refused with 401) beside a good caller at 4 connections:
+  the good caller's p50 with and without the flood, and the audit rows the refusals cost;
+- the same `/predict` runs with batching disabled (ATTRITION_BATCH_MAX_SIZE=1), and the ratio;
 - the in-process limit: scoring, validation and the batch write (COPY) without HTTP;
 - the database ceiling: rows/s PostgreSQL commits from 4 processes writing 16-row batches
   (what replicas share; `--workers N` reruns the server side with N workers for scaling);

@@ -75,6 +75,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=4,
         help="processes committing 16-row batches for the database ceiling (0 skips it)",
     )
+    parser.add_argument(
+        "--flood",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="seconds of random-key flood beside a good caller (0 skips it)",
+    )
     parser.add_argument("--keep-temp", action="store_true", help="keep logs and wrk outputs")
     parser.add_argument(
         "--fail-on-miss", action="store_true", help="exit 3 when a performance target is missed"
@@ -141,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             ctx = Context(args, tmp, rows, key, body_file, employee, sampler)
 
             workers = args.workers
-            batching_config = server_config(tmp, "batching", workers=workers, max_batch_size=None)
-            batching = Server("batching", batching_config, env, tmp)
-            results["batching"] = serve_and_measure(ctx, batching, batch_sizes=args.batch_sizes)
+            config = server_config(tmp, "bench", workers=workers)
+            batching = Server("batching", config, env, tmp)
+            results["batching"] = serve_and_measure(
+                ctx, batching, batch_sizes=args.batch_sizes, flood=args.flood
+            )
             if not args.skip_disabled:
-                disabled_config = server_config(tmp, "disabled", workers=workers, max_batch_size=1)
-                disabled = Server("disabled", disabled_config, env, tmp)
+                # Batch size 1 = batching disabled: every call is its own batch.
+                disabled = Server("disabled", config, env, tmp, {"ATTRITION_BATCH_MAX_SIZE": "1"})
                 results["disabled"] = serve_and_measure(ctx, disabled)
                 results["ratio"] = {
                     str(on["connections"]): round(on["rps"] / off["rps"], 2) if off["rps"] else 0

@@ -7,6 +7,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
@@ -72,6 +73,17 @@ class Rows:
 
     def count(self) -> int:
         return self._count("SELECT count(*) FROM predictions")
+
+    def refusals_since(self, since: datetime) -> tuple[int, int]:
+        """(audit rows, refused calls they count) of invalid keys since `since`."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), coalesce(sum(count), 0) FROM audit_events "
+                "WHERE error = 'invalid_api_key' AND created_at >= %s",
+                (since,),
+            )
+            rows, counted = cursor.fetchone() or (0, 0)
+        return int(rows), int(counted)
 
     def settled(self, timeout: float = 15.0) -> int:
         """The count once calls still in the server have landed (stable for 0.6 s)."""

@@ -214,18 +214,20 @@ def run_predict_batch(ctx: Context, server: Server, size: int, calls: int) -> di
 
 
 def serve_and_measure(
-    ctx: Context, server: Server, *, batch_sizes: tuple[int, ...] = ()
+    ctx: Context, server: Server, *, batch_sizes: tuple[int, ...] = (), flood: float = 0
 ) -> dict[str, Any]:
+    from bench.flood import run_flood
+
     ctx.sampler.server = server
     try:
         server.start()
-        # A warm-up at each concurrency first: the CORK dispatcher sizes its wait from the
-        # waits it has just seen, so a run inherits the previous run's batching habit.
+        # A warm-up at each concurrency first (caches, pools, the allocator's arenas).
         warm, runs = [], []
         for connections in ctx.args.connections:
             warm.append(run_wrk(ctx, server, connections, ctx.args.warmup, "warm-up"))
             runs.append(run_wrk(ctx, server, connections, ctx.args.duration, "measured"))
         batches = [run_predict_batch(ctx, server, n, ctx.args.calls) for n in batch_sizes]
+        flooded = run_flood(ctx, server, flood) if flood else None
     finally:
         ctx.sampler.server = None
         server.stop()
@@ -235,6 +237,7 @@ def serve_and_measure(
         "warm_ups": warm,
         "predict": runs,
         "predict_batch": batches,
+        "flood": flooded,
         "peak_rss_mb": round(ctx.sampler.peak(f"{server.name}/") / 2**20, 1),
         "log": str(server.log_path),
     }

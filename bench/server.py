@@ -14,15 +14,12 @@ from tests.support import REPO
 from tests.support.servers import Running, ServerError, bentoml_serve, process_family
 
 
-def server_config(tmp: Path, name: str, *, workers: int | None, max_batch_size: int | None) -> Path:
-    """configuration.yaml, with `services.attrition.workers` and `.batching.max_batch_size`
-    replaced when given (batch size 1 = batching disabled: every call is its own batch)."""
+def server_config(tmp: Path, name: str, *, workers: int | None) -> Path:
+    """configuration.yaml, with `services.attrition.workers` replaced when given."""
     config = yaml.safe_load((REPO / "configuration.yaml").read_text())
     service = config.setdefault("services", {}).setdefault("attrition", {})
     if workers is not None:
         service["workers"] = workers
-    if max_batch_size is not None:
-        service.setdefault("batching", {})["max_batch_size"] = max_batch_size
     path = tmp / f"configuration-{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -31,10 +28,18 @@ def server_config(tmp: Path, name: str, *, workers: int | None, max_batch_size: 
 class Server:
     """One named server configuration; `start` runs it, `stop` ends it with its workers."""
 
-    def __init__(self, name: str, config: Path, env: dict[str, str], tmp: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: Path,
+        env: dict[str, str],
+        tmp: Path,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        """`settings`: ATTRITION_* variables of this server only (e.g. the batcher's caps)."""
         self.name = name
         self.config = config
-        self.env = env | {"BENTOML_CONFIG": str(config)}
+        self.env = env | {"BENTOML_CONFIG": str(config)} | (settings or {})
         self.log_path = tmp / f"server-{name}.log"
         self.running: Running | None = None
 

@@ -52,6 +52,24 @@ TARGETS = (
         False,
         lambda r: _predict_batch(r, 1000)["median_ms"],
     ),
+    Target(
+        "good caller's p50 under a random-key flood / quiet",
+        2,
+        "x",
+        False,
+        lambda r: r["batching"]["flood"]["good_p50_ratio"],
+    ),
+    Target(
+        "audit rows per 10,000 refused calls (aggregated)",
+        50,
+        "rows",
+        False,
+        lambda r: (
+            r["batching"]["flood"]["audit_rows"]
+            * 10_000
+            / max(1, r["batching"]["flood"]["refused"])
+        ),
+    ),
 )
 
 
@@ -61,7 +79,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for target in TARGETS:
         try:
             measured = float(target.value(results))
-        except (KeyError, StopIteration):
+        except (KeyError, StopIteration, TypeError):  # a scenario not run
             evaluated.append({"target": target.label, "pass": None, "value": "not measured"})
             continue
         shown = with_unit(measured, target.unit, 2 if target.unit == "x" else 1)
