@@ -45,14 +45,13 @@ def in_process(
 
     from persistence.engine import build_engine, session_scope
     from persistence.predictions import write_predictions
-    from scoring.scorer import Scorer
     from serving.predictor import Predictor, ScoringRequest
     from serving.responses import Prediction
     from training.contract import Employee, employees_frame
     from training.store import load
 
     stored = load()
-    scorer = Scorer(stored.pipeline, stored.threshold)
+    scorer = stored.scorer()
     engine = build_engine(url)
     predictor = Predictor(scorer, stored.tag, engine)
     many = TypeAdapter(list[Employee])

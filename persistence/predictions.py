@@ -22,6 +22,9 @@ from sqlmodel import Session, col, select
 from persistence.tables import EmployeeRecord, PredictionRecord
 
 PREDICTIONS: sa.Table = PredictionRecord.__table__  # type: ignore[attr-defined]
+REQUEST_ID_LENGTH = 64
+# `employees.id` is a 32-bit integer: an id past it names no stored employee.
+MAX_EMPLOYEE_ID = 2**31 - 1
 
 
 @dataclass(slots=True)
@@ -52,14 +55,15 @@ _values = attrgetter(*COLUMNS)
 def write_predictions(session: Session, rows: Sequence[PredictionRow]) -> None:
     """Write a batch's rows in the session's transaction, in one statement.
 
-    An `employee_id` that names no stored employee is kept as NULL (the input still holds the
-    caller's `id_employee`): a score is never refused for want of a seeded employee.
+    An `employee_id` that names no stored employee (or no possible one) is kept as NULL (the
+    input still holds the caller's `id_employee`): a score is never refused for want of a
+    seeded employee.
     PostgreSQL gets `COPY`; elsewhere a Core multi-row INSERT (SQLAlchemy's insertmanyvalues):
     the ORM bulk path adds ~0.05 ms a row of bookkeeping for objects we never load back.
     """
     if not rows:
         return
-    referenced = {r.employee_id for r in rows if r.employee_id is not None}
+    referenced = {r.employee_id for r in rows if r.employee_id and r.employee_id <= MAX_EMPLOYEE_ID}
     known = _known_employee_ids(session, referenced) if referenced else set()
     for row in rows:
         if row.employee_id is not None and row.employee_id not in known:

@@ -54,7 +54,7 @@ class PredictionRecord(SQLModel, table=True):
     model_tag: str = Field(max_length=128)
     top_factors: list[dict[str, Any]] = Field(sa_type=JSONType)
     latency_ms: float
-    request_id: str = Field(max_length=64)
+    request_id: str = Field(max_length=64)  # persistence.predictions.REQUEST_ID_LENGTH
     batch_id: uuid.UUID = Field(index=True)
 
 

@@ -11,6 +11,7 @@ sklearn's own transform. `Scorer` checks both agree before it uses this one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,8 @@ def _numeric_step(transformer: object) -> Step | None:
         and transformer.func is np.log1p
         and transformer.inverse_func is None
     ):
-        return np.log1p
+        log1p: Step = np.log1p
+        return log1p
     if isinstance(transformer, Pipeline):
         steps = [_numeric_step(step) for _, step in transformer.steps]
         if any(step is None for step in steps):
@@ -61,6 +63,19 @@ def _one_hot(encoder: OneHotEncoder) -> Callable[[pd.DataFrame, list[str]], np.n
     return encode
 
 
+def _encoded_columns(
+    frame: pd.DataFrame,
+    *,
+    encode: Callable[[pd.DataFrame, list[str]], np.ndarray],
+    columns: list[str],
+) -> np.ndarray:
+    return encode(frame, columns)
+
+
+def _numeric_columns(frame: pd.DataFrame, *, step: Step, columns: list[str]) -> np.ndarray:
+    return step(frame[columns].to_numpy(dtype=float))
+
+
 def compile_preprocessor(
     preprocess: ColumnTransformer,
 ) -> Callable[[pd.DataFrame], np.ndarray] | None:
@@ -76,10 +91,10 @@ def compile_preprocessor(
             encode = _one_hot(transformer)
             if encode is None:
                 return None
-            parts.append(lambda f, encode=encode, columns=columns: encode(f, columns))
+            parts.append(partial(_encoded_columns, encode=encode, columns=columns))
             continue
         step = _numeric_step(transformer)
         if step is None:
             return None
-        parts.append(lambda f, step=step, columns=columns: step(f[columns].to_numpy(dtype=float)))
+        parts.append(partial(_numeric_columns, step=step, columns=columns))
     return lambda frame: np.hstack([part(frame) for part in parts])

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from _bentoml_sdk.io_models import IORootModel
 from bentoml._internal.configuration.containers import BentoMLContainer
@@ -91,7 +91,13 @@ class ListBody(IORootModel[list[T]], Generic[T]):  # type: ignore[misc]
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls._adapter = TypeAdapter(cls.model_fields["root"].annotation)  # type: ignore[maybe-unrecognized-str-typeform]
+        root = cls.model_fields["root"]
+        # The field's constraints too (e.g. `max_length`): pydantic checks a JSON array's length
+        # before validating its items, so an oversized batch costs one error, not one per row.
+        annotation: Any = root.annotation
+        if root.metadata:
+            annotation = Annotated[annotation, *root.metadata]
+        cls._adapter = TypeAdapter(annotation)
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **_kwargs: Any) -> Self:

@@ -69,6 +69,7 @@ class Gate:
     def _enveloping(self, scope: Scope, send: Send, client: str | None) -> Send:
         """Pass successes through untouched; buffer an error answer and send it as the envelope."""
         status = 200
+        headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
 
         async def wrapped(message: Message) -> None:
@@ -77,6 +78,12 @@ class Gate:
                 status = message["status"]
                 if status < 400:
                     await send(message)
+                else:
+                    headers.extend(
+                        (name, value)
+                        for name, value in message.get("headers", [])
+                        if name.lower() not in (b"content-type", b"content-length")
+                    )
                 return
             if status < 400:
                 await send(message)
@@ -84,15 +91,27 @@ class Gate:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 route = f"{scope['method']} {scope['path']}"
-                await self._answer(scope, send, client, *rewrite(status, b"".join(chunks), route))
+                new_status, body = rewrite(status, b"".join(chunks), route)
+                await self._answer(scope, send, client, new_status, body, headers)
 
         return wrapped
 
     async def _answer(
-        self, scope: Scope, send: Send, client: str | None, status: int, body: bytes
+        self,
+        scope: Scope,
+        send: Send,
+        client: str | None,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
+        """The envelope, with the app's other headers (a 405's `Allow`); a 401 says how to
+        authenticate (`WWW-Authenticate`, RFC 9110)."""
         if status in AUDITED:
             self._audit(scope, client, status, body)
+        extra = list(headers or [])
+        if status == 401:
+            extra.append((b"www-authenticate", b'Bearer realm="attrition"'))
         await send(
             {
                 "type": "http.response.start",
@@ -100,6 +119,7 @@ class Gate:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    *extra,
                 ],
             }
         )

@@ -5,8 +5,8 @@ method, route, status and error. A background task writes the groups every `flus
 in one transaction, one row per group with its `count`, first and last time. A flood of
 10,000 refused calls from one address therefore costs a few rows, and the count says how many
 were refused. At most `max_pending` groups wait; refusals beyond that are folded into one
-overflow group per status and error (route `*`), so every refusal is still counted. When the
-database is down, the batch is dropped with one warning naming how many refusals it held.
+overflow group per status and error (method and route `*`), so every refusal is still counted.
+When the database is down, the batch is dropped with one warning naming how many it held.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class RefusalLog:
         """Count one refusal; never blocks, never raises."""
         now = utcnow()
         if group not in self._pending and len(self._pending) >= self.max_pending:
-            group = RefusalGroup(None, None, group.method, "*", group.status, group.error)
+            group = RefusalGroup(None, None, "*", "*", group.status, group.error)
         tally = self._pending.get(group)
         if tally is None:
             self._pending[group] = Tally(now, now, 1, detail)

@@ -26,14 +26,14 @@ def test_serve_trains_migrates_seeds_and_prints_a_working_curl_line(tmp_path):
     }
     env.pop("ATTRITION_DATA_DIR", None)
     server = start(
-        [sys.executable, "-m", "cli.serve"],
+        [sys.executable, "-m", "cli.main", "serve"],
         port=port,
         env=env,
         log=tmp_path / "serve.log",
         timeout=240,
     )
     try:
-        output = server.log.read_text()  # cli.serve prints everything before it execs bentoml
+        output = server.log.read_text()  # `attrition serve` prints everything before it execs bentoml
         assert "GENERATED" in output
         curl = next(line.strip() for line in output.splitlines() if line.strip().startswith("curl"))
         run = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=60)

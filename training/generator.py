@@ -26,7 +26,7 @@ _JOBS_BY_DEPARTMENT = {
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
 
 def generate_extracts(rows: int = DEFAULT_ROWS, seed: int = 0) -> dict[str, pd.DataFrame]:
