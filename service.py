@@ -11,25 +11,34 @@ from __future__ import annotations
 import gc
 import uuid
 from collections.abc import Sequence
+from typing import Annotated
 
 import anyio
 import bentoml
+from pydantic import Field
 
 from persistence.engine import build_engine, database_ready, session_scope
+from persistence.predictions import REQUEST_ID_LENGTH
 from persistence.queries import get_employee
-from scoring.scorer import Scorer
 from serving.batcher import AdaptiveBatcher
 from serving.bentoml_compat import (
     ListBody,
     disable_unexported_tracing,
     install_request_deadline,
 )
-from serving.errors import NotFound, TooLarge, Unprocessable, refusing
+from serving.errors import NotFound, refusing
 from serving.gate import Gate
 from serving.predictor import Predictor, ScoringRequest
 from serving.reads import build_reads
 from serving.refusals import RefusalLog
-from serving.responses import EmployeeId, ModelCard, Prediction, predictions_response
+from serving.responses import (
+    PROBABILITY_UNCALIBRATED,
+    EmployeeId,
+    ModelCard,
+    Prediction,
+    RiskBand,
+    predictions_response,
+)
 from settings import get_settings
 from training.contract import Employee
 from training.store import from_bento_model
@@ -49,11 +58,18 @@ reads = build_reads(ENGINE)
 
 
 class EmployeeList(ListBody[Employee]):
-    """The body of `/predict_batch`: a JSON array of employees."""
+    """The body of `/predict_batch`: a JSON array of 1 to `ATTRITION_MAX_BATCH_ROWS` employees.
+
+    The bounds are in the schema so that an oversized array is refused (422 `too_long`) before
+    a single item is validated.
+    """
+
+    root: Annotated[list[Employee], Field(min_length=1, max_length=settings.max_batch_rows)]
 
 
 def _request_id(ctx: bentoml.Context) -> str:
-    return ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+    """The caller's `X-Request-ID` (cut to the column's 64 characters), else a new one."""
+    return ctx.request.headers.get("x-request-id", "")[:REQUEST_ID_LENGTH] or uuid.uuid4().hex
 
 
 @bentoml.service(name="attrition")
@@ -65,8 +81,7 @@ class Attrition:
         stored = from_bento_model(self.model)
         self.stored = stored
         self.engine = ENGINE
-        override = settings.threshold_override
-        self.scorer = Scorer(stored.pipeline, stored.threshold if override is None else override)
+        self.scorer = stored.scorer(settings.threshold_override)
         self.predictor = Predictor(self.scorer, stored.tag, ENGINE)
         self.batcher: AdaptiveBatcher[ScoringRequest, Prediction] = AdaptiveBatcher(
             self._score_batch,
@@ -102,15 +117,6 @@ class Attrition:
         self, employees: list[Employee], /, ctx: bentoml.Context
     ) -> list[Prediction]:
         """Score a list of employees in one pass; answers come back in the same order."""
-        if not employees:
-            raise Unprocessable(
-                "a batch holds at least one employee",
-                [{"field": "body", "rule": "min_length", "message": "empty list"}],
-            )
-        if len(employees) > settings.max_batch_rows:
-            raise TooLarge(
-                f"a batch holds at most {settings.max_batch_rows} employees, got {len(employees)}"
-            )
         request_id = _request_id(ctx)
         requests = [ScoringRequest(e, request_id) for e in employees]
         answers = await anyio.to_thread.run_sync(
@@ -155,6 +161,13 @@ class Attrition:
             contract=metadata["contract"],
             training_data=metadata["training_data"],
             explanation_method=self.scorer.explanation_method,
+            probability_meaning=metadata.get("probability_meaning", PROBABILITY_UNCALIBRATED),
+            risk_bands=[
+                RiskBand(band=b["band"], lower=b["from"], upper=b["to"], meaning=b["meaning"])
+                for b in self.scorer.risk_bands
+            ],
+            features_used=metadata.get("features_used", metadata["contract"]["features"]),
+            fairness=metadata.get("fairness"),
         )
 
 

@@ -39,6 +39,8 @@ def train(args: argparse.Namespace) -> int:
         f"cross-validating {args.folds} folds"
     )
     result = fit(dataset, folds=args.folds, seed=args.seed, progress=_progress)
+    for warning in result.fairness["warnings"]:
+        _progress(warning)
     model = save(result, dataset)
     card = write_reports(get_settings().reports_dir, str(model.tag), result, dataset)
     label = " (trained on GENERATED data)" if dataset.generated else ""
@@ -57,14 +59,15 @@ def evaluate(args: argparse.Namespace) -> int:
         return 0
     matrix = report["confusion_matrix"]
     print(f"model {report['model']} on {report['n']} employees")
-    for key in ("roc_auc", "average_precision", "threshold", "precision", "recall", "f1"):
+    keys = ("roc_auc", "average_precision", "brier", "log_loss", "ece", "mean_probability")
+    for key in (*keys, "positive_rate", "threshold", "precision", "recall", "f1"):
         value = report[key]
         print(f"  {key:<18} {value:.4f}" if value is not None else f"  {key:<18} n/a")
     print(f"  confusion matrix   {json.dumps(matrix)}")
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("train", help="train and save to the BentoML model store")
     parser.add_argument("--data-dir", type=Path, help="folder of the three extracts")
     parser.add_argument("--folds", type=int, default=5)

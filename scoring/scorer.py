@@ -1,36 +1,53 @@
 """Score a batch of employees and explain each score, with one transform per batch.
 
-Explanations are per contract feature, in log-odds:
-- linear model: exact, coefficient x transformed value, summed over a feature's one-hot columns;
-- any other estimator: occlusion, the drop in log-odds when the feature's transformed columns
-  are set to 0 (the training mean for scaled numbers, "no category" for one-hot groups),
-  one extra `predict_proba` per feature on the whole batch.
+Explanations are per contract feature, in log-odds, against the average employee: every
+transformed column at its training mean (the model's `explanation_baseline` metadata), so
+"raises" means "raises compared with the average employee" and an employee at the training
+means gets 0 for every feature.
+- logistic regression: exact, coefficient x (transformed value - training mean), summed over
+  a feature's one-hot columns;
+- sigmoid-calibrated logistic regression (`CalibratedClassifierCV`): the same with, as
+  coefficient, the mean over the calibrated members of (sigmoid slope x member coefficient),
+  i.e. in calibrated log-odds. Exact for each member; the served probability averages the
+  members' probabilities, so the summed contributions approximate its log-odds change
+  (measured on 1,000 generated employees: off by 0.03 on average for changes of 0.8);
+- any other estimator: occlusion, the change in log-odds when the feature's transformed
+  columns are set to their training means, one extra `predict_proba` per feature per batch.
+A model saved without a baseline is explained against an all-zero transformed row (the
+scaled training mean for numbers, no category for one-hot groups), and says so.
+
+Risk bands are probability ranges (`risk_bands`): high = more likely to leave than to stay,
+medium = flagged by the decision threshold but more likely to stay, low = not flagged.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from scoring.fast_transform import compile_preprocessor
+from scoring.labels import label
 from training.contract import CATEGORIES
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_FACTORS = 5
+# "More likely to leave than to stay": the start of the high band, unless the threshold is above.
+HIGH_FROM = 0.5
 _EPS = 1e-9
 
 
 def _log_odds(probability: np.ndarray) -> np.ndarray:
     clipped = np.clip(probability, _EPS, 1 - _EPS)
-    return np.log(clipped / (1 - clipped))
+    return np.asarray(np.log(clipped / (1 - clipped)))
 
 
 def _feature_groups(preprocess: ColumnTransformer) -> tuple[list[str], np.ndarray]:
@@ -74,14 +91,72 @@ def _fastest_transform(
         if np.allclose(fast(probe), preprocess.transform(probe), rtol=1e-9, atol=1e-12):
             return fast
         logger.warning("numpy preprocessing disagrees with sklearn: using sklearn's")
-    return preprocess.transform
+    transform: Callable[[pd.DataFrame], Any] = preprocess.transform
+    return transform
+
+
+def _baseline(preprocess: ColumnTransformer, baseline: Mapping[str, float] | None) -> np.ndarray:
+    """The training means in transformed-column order (zeros when none were stored)."""
+    names = [str(n) for n in preprocess.get_feature_names_out()]
+    if baseline is None:
+        return np.zeros(len(names))
+    missing = [n for n in names if n not in baseline]
+    if missing:
+        raise ValueError(f"explanation baseline lacks transformed columns {missing}")
+    return np.array([baseline[n] for n in names], dtype=float)
+
+
+def _linear_coefficients(model: Any) -> tuple[np.ndarray | None, str]:
+    """Log-odds per unit of each transformed column when the model is linear in them, and
+    the explanation method, with `{reference}` left to fill."""
+    coef = getattr(model, "coef_", None)
+    if coef is not None:
+        return (
+            np.asarray(coef, dtype=float)[0],
+            "linear: coefficient x (transformed value - {reference}), summed per feature, "
+            "in log-odds",
+        )
+    if isinstance(model, CalibratedClassifierCV) and model.method == "sigmoid":
+        members = model.calibrated_classifiers_
+        if all(hasattr(m.estimator, "coef_") for m in members):
+            # sklearn's sigmoid is 1 / (1 + exp(a * decision + b)): calibrated log-odds -a * w.
+            slopes = [-m.calibrators[0].a_ * np.asarray(m.estimator.coef_)[0] for m in members]
+            return (
+                np.mean(slopes, axis=0),
+                "linear, sigmoid-calibrated: mean over the calibrated members of (slope x "
+                "coefficient) x (transformed value - {reference}), summed per feature, "
+                "in calibrated log-odds",
+            )
+    return None, (
+        "occlusion: log-odds change when the feature's transformed columns are set to {reference}"
+    )
 
 
 def risk_band(probability: float, threshold: float) -> str:
-    """high = predicted to leave; medium = within a factor two of the threshold; else low."""
-    if probability >= threshold:
+    """high: at least HIGH_FROM and the threshold; medium: flagged below that; else low."""
+    if probability >= max(threshold, HIGH_FROM):
         return "high"
-    return "medium" if probability >= threshold / 2 else "low"
+    return "medium" if probability >= threshold else "low"
+
+
+def risk_bands(threshold: float) -> list[dict[str, Any]]:
+    """The bands as probability ranges, `from` <= probability < `to` (high includes 1)."""
+    high_from = max(threshold, HIGH_FROM)
+    return [
+        {"band": "low", "from": 0.0, "to": threshold, "meaning": "below the decision threshold"},
+        {
+            "band": "medium",
+            "from": threshold,
+            "to": high_from,
+            "meaning": "flagged by the decision threshold, more likely to stay than to leave",
+        },
+        {
+            "band": "high",
+            "from": high_from,
+            "to": 1.0,
+            "meaning": "more likely to leave than to stay",
+        },
+    ]
 
 
 @dataclass(frozen=True)
@@ -93,10 +168,18 @@ class Score:
 
 
 class Scorer:
-    """A fitted pipeline plus its decision threshold, scoring whole batches."""
+    """A fitted pipeline, its decision threshold and its average employee, scoring batches.
+
+    `baseline` maps each transformed column name to its training mean (the model metadata's
+    `explanation_baseline`).
+    """
 
     def __init__(
-        self, pipeline: Pipeline, threshold: float, top_k: int = DEFAULT_TOP_FACTORS
+        self,
+        pipeline: Pipeline,
+        threshold: float,
+        top_k: int = DEFAULT_TOP_FACTORS,
+        baseline: Mapping[str, float] | None = None,
     ) -> None:
         self.preprocess: ColumnTransformer = pipeline.named_steps["preprocess"]
         self.model = pipeline[-1]
@@ -104,28 +187,30 @@ class Scorer:
         self.top_k = top_k
         self.features, self._owner = _feature_groups(self.preprocess)
         self._transform = _fastest_transform(self.preprocess, self.features)
-        coef = getattr(self.model, "coef_", None)
-        self._coef = None if coef is None else np.asarray(coef)[0]
+        self._baseline = _baseline(self.preprocess, baseline)
+        self._coef, method = _linear_coefficients(self.model)
+        self.explanation_method = method.format(
+            reference="the training mean"
+            if baseline is not None
+            else "0, as no training means were stored with this model"
+        )
         # (transformed columns x features) 0/1 matrix that sums columns into their feature.
         self._groups = np.zeros((len(self._owner), len(self.features)))
         self._groups[np.arange(len(self._owner)), self._owner] = 1.0
 
     @property
-    def explanation_method(self) -> str:
-        return (
-            "linear: coefficient x transformed value"
-            if self._coef is not None
-            else ("occlusion: log-odds change when the feature is reset to its training mean")
-        )
+    def risk_bands(self) -> list[dict[str, Any]]:
+        return risk_bands(self.threshold)
 
     def _contributions(self, transformed: np.ndarray, probability: np.ndarray) -> np.ndarray:
         if self._coef is not None:
-            return (transformed * self._coef) @ self._groups
+            return np.asarray(((transformed - self._baseline) * self._coef) @ self._groups)
         base = _log_odds(probability)
         out = np.empty((len(transformed), len(self.features)))
         for index in range(len(self.features)):
+            columns = self._owner == index
             occluded = transformed.copy()
-            occluded[:, self._owner == index] = 0.0
+            occluded[:, columns] = self._baseline[columns]
             out[:, index] = base - _log_odds(self.model.predict_proba(occluded)[:, 1])
         return out
 
@@ -143,15 +228,19 @@ class Scorer:
         for row, (p, columns, sizes) in enumerate(
             zip(probability.tolist(), order.tolist(), picked, strict=True)
         ):
-            factors = [
-                {
-                    "feature": self.features[j],
-                    "value": values[self.features[j]][row],
-                    "contribution": size,
-                    "direction": "raises" if size > 0 else "lowers",
-                }
-                for j, size in zip(columns, sizes, strict=True)
-            ]
+            factors = []
+            for j, size in zip(columns, sizes, strict=True):
+                feature = self.features[j]
+                value = values[feature][row]
+                factors.append(
+                    {
+                        "feature": feature,
+                        "value": value,
+                        "label": label(feature, value),
+                        "contribution": size,
+                        "direction": "raises" if size > 0 else "lowers",
+                    }
+                )
             scores.append(
                 Score(
                     probability=p,

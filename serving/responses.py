@@ -20,16 +20,37 @@ def _as_utc(value: Any) -> Any:
 UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_as_utc)]
 
 
+PROBABILITY_DESCRIPTION = (
+    "Calibrated probability that the employee leaves: among employees scored 0.3, about 30 % "
+    "left in cross-validation (the model card gives the calibration table)."
+)
+# What /model says of a model trained before probabilities were calibrated.
+PROBABILITY_UNCALIBRATED = "a score in [0, 1]; this model records no calibration"
+
+
 class Factor(BaseModel):
     feature: str
     value: Any = None
-    contribution: float = Field(description="log-odds added to this score by the feature")
-    direction: Literal["raises", "lowers"]
+    label: str = Field("", description="the factor in words for HR, in French")
+    contribution: float = Field(
+        description="log-odds this feature adds to the score compared with the average "
+        "employee of the training data (0 for an employee at the training means)"
+    )
+    direction: Literal["raises", "lowers"] = Field(
+        description="raises / lowers the risk compared with the average employee"
+    )
+
+
+class RiskBand(BaseModel):
+    band: Literal["low", "medium", "high"]
+    lower: float = Field(description="the band starts at this probability (included)")
+    upper: float = Field(description="the band ends below this probability (high includes 1)")
+    meaning: str
 
 
 class Prediction(BaseModel):
     prediction_id: uuid.UUID
-    probability: float = Field(ge=0, le=1)
+    probability: float = Field(ge=0, le=1, description=PROBABILITY_DESCRIPTION)
     prediction: Literal[0, 1]
     label: Literal["Oui", "Non"]
     threshold: float
@@ -94,6 +115,12 @@ class ModelCard(BaseModel):
     contract: dict[str, Any]
     training_data: dict[str, Any]
     explanation_method: str
+    probability_meaning: str
+    risk_bands: list[RiskBand]
+    features_used: list[str]
+    fairness: dict[str, Any] | None = Field(
+        None, description="fairlearn assessment by genre, age band and marital status"
+    )
 
 
 class ErrorBody(BaseModel):

@@ -1,12 +1,14 @@
+import itertools
+
 import numpy as np
+import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import MinMaxScaler
 
 from scoring.fast_transform import compile_preprocessor
-from scoring.scorer import Scorer, risk_band
-from training.contract import FEATURES, NUMERIC_FEATURES
+from scoring.scorer import HIGH_FROM, Scorer, risk_band, risk_bands
+from training.contract import NUMERIC_FEATURES
 from training.extracts import load_extracts
-from training.pipeline import candidates
 from training.store import load
 
 
@@ -17,7 +19,7 @@ def test_numpy_preprocessing_equals_sklearn_on_unseen_employees(trained_tag, hol
     fast = compile_preprocessor(preprocess)
     assert fast is not None
     np.testing.assert_allclose(fast(frame), preprocess.transform(frame), rtol=1e-12, atol=0)
-    scorer = Scorer(stored.pipeline, stored.threshold)
+    scorer = stored.scorer()
     assert getattr(scorer._transform, "__self__", None) is not preprocess  # not sklearn's
     probabilities = [s.probability for s in scorer.score(frame)]
     np.testing.assert_allclose(probabilities, stored.pipeline.predict_proba(frame)[:, 1])
@@ -29,18 +31,49 @@ def test_unknown_preprocessing_parts_fall_back_to_sklearn(generated_dir):
     assert compile_preprocessor(other) is None
 
 
-def test_tree_models_are_explained_by_occlusion(generated_dir):
-    dataset = load_extracts(generated_dir)
-    frame = dataset.frame[list(FEATURES)]
-    pipeline = candidates(seed=0)["hist_gradient_boosting"].fit(frame, dataset.target)
-    scorer = Scorer(pipeline, threshold=0.5, top_k=3)
-    assert scorer.explanation_method.startswith("occlusion")
-    scores = scorer.score(frame.iloc[:20])
-    assert all(len(s.top_factors) == 3 for s in scores)
-    assert all(s.prediction == int(s.probability >= 0.5) for s in scores)
+def test_stored_model_builds_its_scorer(trained_tag):
+    stored = load(trained_tag)
+    assert stored.scorer().threshold == stored.threshold
+    assert stored.scorer(threshold_override=0.7).threshold == 0.7
+    assert "training mean" in stored.scorer().explanation_method
+    assert stored.scorer().risk_bands == stored.metadata["risk_bands"]
 
 
-def test_risk_bands_follow_the_threshold():
-    assert risk_band(0.6, 0.5) == "high"
-    assert risk_band(0.3, 0.5) == "medium"
-    assert risk_band(0.2, 0.5) == "low"
+def test_scores_follow_threshold_and_bands(trained_tag, holdout_dir):
+    scorer = load(trained_tag).scorer()
+    for s in scorer.score(load_extracts(holdout_dir).frame):
+        assert s.prediction == int(s.probability >= scorer.threshold)
+        assert s.risk_band == risk_band(s.probability, scorer.threshold)
+        assert (s.risk_band != "low") == bool(s.prediction)
+
+
+def test_risk_bands_are_probability_ranges():
+    assert [risk_band(p, 0.16) for p in (0.1, 0.16, 0.49, 0.5, 0.9)] == [
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    ]
+    # a threshold above one half leaves no medium band: flagged means more likely to leave
+    assert [risk_band(p, 0.7) for p in (0.6, 0.7)] == ["low", "high"]
+    bands = risk_bands(0.16)
+    assert [b["band"] for b in bands] == ["low", "medium", "high"]
+    assert [(b["from"], b["to"]) for b in bands] == [(0, 0.16), (0.16, HIGH_FROM), (HIGH_FROM, 1)]
+    assert all(b["meaning"] for b in bands)
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.8])
+def test_risk_bands_cover_zero_to_one_without_gaps(threshold):
+    bands = risk_bands(threshold)
+    assert bands[0]["from"] == 0 and bands[-1]["to"] == 1
+    assert all(a["to"] == b["from"] for a, b in itertools.pairwise(bands))
+    for p in np.linspace(0, 1, 101):
+        inside = [b["band"] for b in bands if b["from"] <= p < b["to"] or p == b["to"] == 1]
+        assert inside[-1] == risk_band(float(p), threshold)
+
+
+def test_scorer_without_baseline_says_so(trained_tag):
+    stored = load(trained_tag)
+    scorer = Scorer(stored.pipeline, stored.threshold)
+    assert "no training means" in scorer.explanation_method

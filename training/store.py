@@ -13,14 +13,14 @@ from typing import Any
 import bentoml
 from sklearn.pipeline import Pipeline
 
-from scoring.scorer import Scorer
+from scoring.scorer import Scorer, risk_bands
 from training.contract import contract_description
 from training.extracts import Dataset
 from training.fit import TrainingResult
 
 MODEL_NAME = "attrition_pipeline"
 DEFAULT_TAG = f"{MODEL_NAME}:latest"
-LIBRARIES = ("scikit-learn", "pandas", "numpy", "bentoml", "pydantic")
+LIBRARIES = ("scikit-learn", "pandas", "numpy", "bentoml", "pydantic", "fairlearn", "scipy")
 
 
 class ModelNotFound(LookupError):
@@ -41,17 +41,26 @@ def _without_nulls(value: Any) -> Any:
 
 
 def save(result: TrainingResult, dataset: Dataset) -> bentoml.Model:
-    """Save the fitted pipeline with everything needed to serve and audit it."""
-    scorer = Scorer(result.pipeline, result.threshold)
+    """Save the fitted pipeline with everything needed to serve, explain, monitor and audit it.
+
+    Aggregates only: the training rows never enter the model store.
+    """
+    scorer = Scorer(result.pipeline, result.threshold, baseline=result.explanation_baseline)
     metadata: dict[str, Any] = {
         "threshold": result.threshold,
+        "probability_meaning": result.probability_meaning,
+        "risk_bands": risk_bands(result.threshold),
         "metrics": result.metrics(),
+        "features_used": list(result.features_used),
+        "fairness": result.fairness,
+        "reference": result.reference,
         "contract": contract_description(),
         "training_data": dataset.describe(),
         "explanation_method": scorer.explanation_method,
+        "explanation_baseline": result.explanation_baseline,
         "libraries": library_versions(),
     }
-    return bentoml.sklearn.save_model(
+    model: bentoml.Model = bentoml.sklearn.save_model(
         MODEL_NAME,
         result.pipeline,
         signatures={"predict_proba": {"batchable": True, "batch_dim": 0}},
@@ -61,6 +70,7 @@ def save(result: TrainingResult, dataset: Dataset) -> bentoml.Model:
         },
         metadata=_without_nulls(metadata),
     )
+    return model
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,14 @@ class StoredModel:
     @property
     def threshold(self) -> float:
         return float(self.metadata["threshold"])
+
+    def scorer(self, threshold_override: float | None = None) -> Scorer:
+        """The model's scorer, explaining against its training means when it has them."""
+        return Scorer(
+            self.pipeline,
+            self.threshold if threshold_override is None else threshold_override,
+            baseline=self.metadata.get("explanation_baseline"),
+        )
 
 
 def train_command() -> str:
