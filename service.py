@@ -1,9 +1,10 @@
 """The attrition service: wiring of the stored model, batching, persistence and HTTP.
 
-POST APIs (`/predict`, `/predict_batch`, `/predict_by_id`, `/model`) are BentoML APIs; the read
-routes (`GET /history`, `/predictions/{id}`, `/stats`, `/model`) live on a FastAPI app mounted
-on the same service (serving/reads.py). One engine per worker process (`ENGINE`) serves the
-APIs, the read routes and the gate: the connection budget is one pool per worker.
+POST APIs (`/predict`, `/predict_batch`, `/predict_by_id`, `/model`) are BentoML APIs; the other
+routes (history, one prediction and its reviews, stats, audit, `GET /model`) live on a FastAPI
+app mounted on the same service (serving/routes.py). One engine per worker process (`ENGINE`)
+serves the APIs, the routes, the gate and the audit logs: the connection budget is one pool per
+worker.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import gc
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated
 
 import anyio
@@ -20,6 +22,8 @@ from pydantic import Field
 from persistence.engine import build_engine, database_ready, session_scope
 from persistence.predictions import REQUEST_ID_LENGTH
 from persistence.queries import get_employee
+from serving.access import AccessLog
+from serving.authentication import caller_of
 from serving.batcher import AdaptiveBatcher
 from serving.bentoml_compat import (
     ListBody,
@@ -29,7 +33,6 @@ from serving.bentoml_compat import (
 from serving.errors import NotFound, refusing
 from serving.gate import Gate
 from serving.predictor import Predictor, ScoringRequest
-from serving.reads import build_reads
 from serving.refusals import RefusalLog
 from serving.responses import (
     PROBABILITY_UNCALIBRATED,
@@ -37,8 +40,11 @@ from serving.responses import (
     ModelCard,
     Prediction,
     RiskBand,
+    ScoringState,
     predictions_response,
 )
+from serving.routes import build_routes
+from serving.switch import ScoringSwitchReader
 from settings import get_settings
 from training.contract import Employee
 from training.store import from_bento_model
@@ -54,7 +60,11 @@ REFUSALS = RefusalLog(
     flush_seconds=settings.refusal_flush_seconds,
     max_pending=settings.refusal_max_pending,
 )
-reads = build_reads(ENGINE)
+ACCESS = AccessLog(
+    ENGINE, flush_seconds=settings.access_flush_seconds, max_pending=settings.access_max_pending
+)
+SWITCH = ScoringSwitchReader(ENGINE, ttl=settings.switch_check_seconds)
+routes = build_routes(ENGINE, ACCESS)
 
 
 class EmployeeList(ListBody[Employee]):
@@ -67,13 +77,18 @@ class EmployeeList(ListBody[Employee]):
     root: Annotated[list[Employee], Field(min_length=1, max_length=settings.max_batch_rows)]
 
 
-def _request_id(ctx: bentoml.Context) -> str:
-    """The caller's `X-Request-ID` (cut to the column's 64 characters), else a new one."""
-    return ctx.request.headers.get("x-request-id", "")[:REQUEST_ID_LENGTH] or uuid.uuid4().hex
+def _request(ctx: bentoml.Context, employee: Employee, endpoint: str) -> ScoringRequest:
+    """Who asked (the gate's caller), through which route, with the caller's `X-Request-ID`
+    (cut to the column's 64 characters) or a new one."""
+    caller = caller_of(ctx.request.scope)
+    request_id = ctx.request.headers.get("x-request-id", "")[:REQUEST_ID_LENGTH]
+    return ScoringRequest(
+        employee, request_id or uuid.uuid4().hex, caller.name if caller else None, endpoint
+    )
 
 
 @bentoml.service(name="attrition")
-@bentoml.asgi_app(reads, path="/")
+@bentoml.asgi_app(routes, path="/")
 class Attrition:
     model = bentoml.models.BentoModel(settings.model_tag)
 
@@ -97,9 +112,15 @@ class Attrition:
     async def _score_batch(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
         return await anyio.to_thread.run_sync(self.predictor.score_and_store, requests, "predict")
 
+    @bentoml.on_startup
+    async def _start_audit_writers(self) -> None:
+        await REFUSALS.start()
+        await ACCESS.start()
+
     @bentoml.on_shutdown
-    async def _write_pending_refusals(self) -> None:
+    async def _write_pending_audit(self) -> None:
         await REFUSALS.close()
+        await ACCESS.close()
 
     def __is_ready__(self) -> bool:
         """Ready while the database answers: the model is loaded before the worker exists."""
@@ -109,7 +130,8 @@ class Attrition:
     @refusing
     async def predict(self, employee: Employee, /, ctx: bentoml.Context) -> Prediction:
         """Score one employee; concurrent calls are scored together (adaptive batching)."""
-        return await self.batcher(ScoringRequest(employee, _request_id(ctx)))
+        await SWITCH.ensure_scoring()
+        return await self.batcher(_request(ctx, employee, "/predict"))
 
     @bentoml.api(route="/predict_batch", input_spec=EmployeeList)
     @refusing
@@ -117,8 +139,9 @@ class Attrition:
         self, employees: list[Employee], /, ctx: bentoml.Context
     ) -> list[Prediction]:
         """Score a list of employees in one pass; answers come back in the same order."""
-        request_id = _request_id(ctx)
-        requests = [ScoringRequest(e, request_id) for e in employees]
+        await SWITCH.ensure_scoring()
+        first = _request(ctx, employees[0], "/predict_batch")
+        requests = [replace(first, employee=e) for e in employees]
         answers = await anyio.to_thread.run_sync(
             self.predictor.score_and_store, requests, "predict_batch"
         )
@@ -127,12 +150,14 @@ class Attrition:
     @bentoml.api(route="/predict_by_id")
     @refusing
     async def predict_by_id(self, body: EmployeeId, /, ctx: bentoml.Context) -> Prediction:
-        """Score an employee from the `employees` table (see `attrition db seed`)."""
+        """Score an employee from the `employees` table (see `attrition db seed`); a
+        person-level read, so it is logged to the access log."""
+        await SWITCH.ensure_scoring()
         features = await anyio.to_thread.run_sync(self._employee_features, body.employee_id)
-        employee = Employee.model_validate(features)
-        return await self.batcher(
-            ScoringRequest(employee, _request_id(ctx), employee_id=body.employee_id)
-        )
+        request = _request(ctx, Employee.model_validate(features), "/predict_by_id")
+        answer = await self.batcher(replace(request, employee_id=body.employee_id))
+        ACCESS.record(request.client, "/predict_by_id", None, [body.employee_id])
+        return answer
 
     def _employee_features(self, employee_id: int) -> dict[str, object]:
         with session_scope(self.engine) as session:
@@ -142,16 +167,17 @@ class Attrition:
             return record.features
 
     @bentoml.api(route="/model")
-    def model_card(self) -> ModelCard:
-        """The served model: tag, threshold, metrics, contract and training-data fingerprint."""
-        return self._card()
+    async def model_card(self) -> ModelCard:
+        """The served model: tag, threshold, bands, calibration, fairness, scoring state."""
+        return await self._card()
 
-    @reads.get("/model", response_model=ModelCard)
-    def get_model(self) -> ModelCard:
-        return self._card()
+    @routes.get("/model", response_model=ModelCard)
+    async def get_model(self) -> ModelCard:
+        return await self._card()
 
-    def _card(self) -> ModelCard:
+    async def _card(self) -> ModelCard:
         metadata = self.stored.metadata
+        switch = await SWITCH.state()
         return ModelCard(
             tag=self.stored.tag,
             threshold=self.scorer.threshold,
@@ -168,6 +194,9 @@ class Attrition:
             ],
             features_used=metadata.get("features_used", metadata["contract"]["features"]),
             fairness=metadata.get("fairness"),
+            scoring=ScoringState(
+                suspended=switch.suspended, reason=switch.reason, since=switch.since, by=switch.by
+            ),
         )
 
 

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     database_url: str = Field(
         DEFAULT_SQLITE, validation_alias=AliasChoices("DATABASE_URL", "ATTRITION_DATABASE_URL")
     )
+    # Migrations, `db purge` and `db roles` connect with this one (a role that owns the tables);
+    # unset = DATABASE_URL. On PostgreSQL the service's own role may not UPDATE or DELETE
+    # predictions (db/roles.sql).
+    admin_database_url: str | None = None
     model_tag: str = "attrition_pipeline:latest"
     threshold_override: float | None = Field(None, ge=0, le=1)
     data_dir: Path | None = None
@@ -43,6 +47,17 @@ class Settings(BaseSettings):
     # batches every `refusal_flush_seconds`; at most `refusal_max_pending` distinct groups wait.
     refusal_flush_seconds: float = Field(2.0, gt=0, le=60)
     refusal_max_pending: int = Field(1000, ge=1)
+    # Person-level reads are logged in batches every this many seconds; at most this many wait.
+    access_flush_seconds: float = Field(2.0, gt=0, le=60)
+    access_max_pending: int = Field(10_000, ge=1)
+    # `attrition db purge` refuses to delete anything younger (the AI Act asks for >= 6 months).
+    retention_floor_days: int = Field(183, ge=1)
+    # Workers re-read the scoring switch (suspend / resume) at least this often.
+    switch_check_seconds: float = Field(5.0, gt=0, le=10)
+
+    @property
+    def admin_url(self) -> str:
+        return self.admin_database_url or self.database_url
 
 
 @lru_cache(maxsize=1)

@@ -61,7 +61,7 @@ def in_process(
         body = json.dumps([employee] * size).encode()
         employees = many.validate_json(body)
         frame = employees_frame(employees)
-        requests = [ScoringRequest(e, "bench") for e in employees]
+        requests = [ScoringRequest(e, "bench", "bench", "/predict_batch") for e in employees]
         answers = predictor.score_and_store(requests, "bench")
         steps = {
             "validate": timed(partial(many.validate_json, body)),
@@ -90,7 +90,8 @@ def in_process(
             id=uuid.uuid4(), created_at=datetime.now(UTC), employee_id=None, input=template,
             probability=s.probability, prediction=s.prediction,
             threshold=scorer.threshold, model_tag=stored.tag, top_factors=s.top_factors,
-            latency_ms=1.0, request_id="bench", batch_id=uuid.uuid4(),
+            latency_ms=1.0, request_id="bench", batch_id=uuid.uuid4(), client="bench",
+            endpoint="/predict_batch",
         )
         for s in scores
     ]  # fmt: skip

@@ -2,6 +2,26 @@
 -- Alembic is the source of truth; tests/test_db.py fails when this file drifts from it.
 -- Regenerate: pg_dump --schema-only --no-owner --no-privileges --no-comments of a migrated DB.
 
+CREATE TABLE public.access_events (
+    id integer NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    client character varying(64),
+    route character varying(64) NOT NULL,
+    query jsonb,
+    employee_ids jsonb NOT NULL,
+    employee_count integer NOT NULL
+);
+
+CREATE SEQUENCE public.access_events_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.access_events_id_seq OWNED BY public.access_events.id;
+
 CREATE TABLE public.alembic_version (
     version_num character varying(32) NOT NULL
 );
@@ -12,10 +32,10 @@ CREATE TABLE public.api_keys (
     key_id character varying(16) NOT NULL,
     salt character varying(64) NOT NULL,
     key_hash character varying(64) NOT NULL,
-    role character varying(16) NOT NULL,
     created_at timestamp with time zone NOT NULL,
     revoked_at timestamp with time zone,
-    last_used_at timestamp with time zone
+    last_used_at timestamp with time zone,
+    roles character varying(64) NOT NULL
 );
 
 CREATE SEQUENCE public.api_keys_id_seq
@@ -70,12 +90,48 @@ CREATE TABLE public.predictions (
     top_factors jsonb NOT NULL,
     latency_ms double precision NOT NULL,
     request_id character varying(64) NOT NULL,
-    batch_id uuid NOT NULL
+    batch_id uuid NOT NULL,
+    client character varying(64),
+    endpoint character varying(32)
 );
+
+CREATE TABLE public.reviews (
+    id uuid NOT NULL,
+    prediction_id uuid NOT NULL,
+    decision character varying(16) NOT NULL,
+    note character varying(2000) NOT NULL,
+    reviewer character varying(64) NOT NULL,
+    created_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE public.scoring_switches (
+    id integer NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    suspended boolean NOT NULL,
+    reason character varying(500) NOT NULL,
+    actor character varying(64) NOT NULL
+);
+
+CREATE SEQUENCE public.scoring_switches_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.scoring_switches_id_seq OWNED BY public.scoring_switches.id;
+
+ALTER TABLE ONLY public.access_events ALTER COLUMN id SET DEFAULT nextval('public.access_events_id_seq'::regclass);
 
 ALTER TABLE ONLY public.api_keys ALTER COLUMN id SET DEFAULT nextval('public.api_keys_id_seq'::regclass);
 
 ALTER TABLE ONLY public.audit_events ALTER COLUMN id SET DEFAULT nextval('public.audit_events_id_seq'::regclass);
+
+ALTER TABLE ONLY public.scoring_switches ALTER COLUMN id SET DEFAULT nextval('public.scoring_switches_id_seq'::regclass);
+
+ALTER TABLE ONLY public.access_events
+    ADD CONSTRAINT access_events_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
@@ -98,11 +154,23 @@ ALTER TABLE ONLY public.employees
 ALTER TABLE ONLY public.predictions
     ADD CONSTRAINT predictions_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.reviews
+    ADD CONSTRAINT reviews_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.scoring_switches
+    ADD CONSTRAINT scoring_switches_pkey PRIMARY KEY (id);
+
+CREATE INDEX ix_access_events_client ON public.access_events USING btree (client);
+
+CREATE INDEX ix_access_events_created_at ON public.access_events USING btree (created_at);
+
 CREATE INDEX ix_audit_events_client ON public.audit_events USING btree (client);
 
 CREATE INDEX ix_audit_events_created_at ON public.audit_events USING btree (created_at);
 
 CREATE INDEX ix_predictions_batch_id ON public.predictions USING btree (batch_id);
+
+CREATE INDEX ix_predictions_client_created ON public.predictions USING btree (client, created_at);
 
 CREATE INDEX ix_predictions_created_at ON public.predictions USING btree (created_at);
 
@@ -112,8 +180,17 @@ CREATE INDEX ix_predictions_model_created ON public.predictions USING btree (mod
 
 CREATE INDEX ix_predictions_prediction_created ON public.predictions USING btree (prediction, created_at);
 
+CREATE INDEX ix_reviews_created_at ON public.reviews USING btree (created_at);
+
+CREATE INDEX ix_reviews_prediction_id ON public.reviews USING btree (prediction_id);
+
+CREATE INDEX ix_scoring_switches_created_at ON public.scoring_switches USING btree (created_at);
+
 ALTER TABLE ONLY public.predictions
     ADD CONSTRAINT predictions_employee_id_fkey FOREIGN KEY (employee_id) REFERENCES public.employees(id);
 
+ALTER TABLE ONLY public.reviews
+    ADD CONSTRAINT reviews_prediction_id_fkey FOREIGN KEY (prediction_id) REFERENCES public.predictions(id);
 
-INSERT INTO public.alembic_version (version_num) VALUES ('0003');
+
+INSERT INTO public.alembic_version (version_num) VALUES ('0004');

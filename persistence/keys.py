@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -17,10 +16,11 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from persistence.tables import ApiKey, AuditEvent, utcnow
+from persistence.tables import ApiKey, utcnow
 
-Role = Literal["predict", "read"]
-ROLES: tuple[Role, ...] = ("predict", "read")
+Role = Literal["read", "predict", "review", "audit"]
+# Every role may read (history, one prediction, stats, model, monitoring); each adds its own.
+ROLES: tuple[Role, ...] = ("read", "predict", "review", "audit")
 PREFIX = "atk_"
 
 
@@ -36,7 +36,7 @@ class KeyRecord:
     key_id: str
     salt: str
     key_hash: str
-    role: str
+    roles: frozenset[str]
     revoked: bool
 
     def matches(self, secret: str) -> bool:
@@ -55,13 +55,22 @@ def split_key(key: str) -> tuple[str, str] | None:
     return (key_id, secret) if key_id and secret else None
 
 
-def create_key(session: Session, name: str, role: Role) -> str:
-    """Store a new key and return it: the only time it exists in clear."""
+def create_key(session: Session, name: str, *roles: Role) -> str:
+    """Store a new key holding `roles` (one or more) and return it: the only time it exists in
+    clear."""
+    if not roles or not set(roles) <= set(ROLES):
+        raise KeyProblem(f"a key needs one or more of the roles {', '.join(ROLES)}")
     if session.exec(select(ApiKey).where(ApiKey.name == name)).first() is not None:
         raise KeyProblem(f"a key named {name!r} already exists; revoke it or pick another name")
     key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_hex(16)
     session.add(
-        ApiKey(name=name, key_id=key_id, salt=salt, key_hash=_digest(salt, secret), role=role)
+        ApiKey(
+            name=name,
+            key_id=key_id,
+            salt=salt,
+            key_hash=_digest(salt, secret),
+            roles=",".join(sorted(set(roles))),
+        )
     )
     return f"{PREFIX}{key_id}.{secret}"
 
@@ -80,8 +89,8 @@ def revoke_key(session: Session, name: str) -> None:
 
 
 def has_active_key(session: Session, role: Role) -> bool:
-    statement = select(ApiKey.id).where(ApiKey.role == role, col(ApiKey.revoked_at).is_(None))
-    return session.exec(statement).first() is not None
+    active = session.exec(select(ApiKey.roles).where(col(ApiKey.revoked_at).is_(None)))
+    return any(role in roles.split(",") for roles in active)
 
 
 def find_key(session: Session, key_id: str) -> KeyRecord | None:
@@ -89,14 +98,14 @@ def find_key(session: Session, key_id: str) -> KeyRecord | None:
     if key is None:
         return None
     return KeyRecord(
-        key.name, key.key_id, key.salt, key.key_hash, key.role, key.revoked_at is not None
+        key.name,
+        key.key_id,
+        key.salt,
+        key.key_hash,
+        frozenset(key.roles.split(",")),
+        key.revoked_at is not None,
     )
 
 
 def touch_key(session: Session, key_id: str, when: datetime) -> None:
     session.execute(sa.update(ApiKey).where(col(ApiKey.key_id) == key_id).values(last_used_at=when))
-
-
-def record_refusals(session: Session, events: Sequence[AuditEvent]) -> None:
-    """Store a batch of (aggregated) refusals in the session's transaction."""
-    session.add_all(events)

@@ -43,6 +43,8 @@ class PredictionRow:
     latency_ms: float
     request_id: str
     batch_id: uuid.UUID
+    client: str | None
+    endpoint: str | None
 
 
 COLUMNS = tuple(f.name for f in fields(PredictionRow))

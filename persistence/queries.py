@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from persistence.tables import EmployeeRecord, PredictionRecord, utcnow
+from persistence.tables import EmployeeRecord, PredictionRecord, Review, utcnow
 
-StatsDimension = Literal["departement", "poste", "day"]
+StatsDimension = Literal["departement", "poste", "day", "genre", "statut_marital", "age_band"]
+# Statistics by these describe protected groups: only `audit` keys may ask (serving checks).
+PROTECTED_DIMENSIONS = frozenset({"genre", "statut_marital", "age_band"})
 
 
 def get_employee(session: Session, employee_id: int) -> EmployeeRecord | None:
@@ -50,15 +52,20 @@ class HistoryFilter:
     prediction: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    client: str | None = None
+    reviewed: bool | None = None
 
     def apply(self, statement: Any) -> Any:
         p = PredictionRecord
+        has_review = sa.exists().where(col(Review.prediction_id) == col(p.id))
         checks: list[tuple[Any, Callable[[Any], Any]]] = [
             (self.employee_id, lambda v: col(p.employee_id) == v),
             (self.model_tag, lambda v: col(p.model_tag) == v),
             (self.prediction, lambda v: col(p.prediction) == v),
             (self.since, lambda v: col(p.created_at) >= v),
             (self.until, lambda v: col(p.created_at) < v),
+            (self.client, lambda v: col(p.client) == v),
+            (self.reviewed, lambda v: has_review if v else ~has_review),
         ]
         conditions = [check(value) for value, check in checks if value is not None]
         return statement.where(*conditions)
@@ -82,8 +89,12 @@ def prediction_stats(
     session: Session, by: StatsDimension, filters: HistoryFilter
 ) -> list[dict[str, Any]]:
     """Count, positive rate and mean probability per group, computed by the database."""
+    group: sa.ColumnElement[Any]
     if by == "day":
         group = sa.func.date(PredictionRecord.created_at)
+    elif by == "age_band":
+        age = sa.cast(PredictionRecord.input["age"].as_string(), sa.Integer)
+        group = sa.case((age < 30, "<30"), (age < 45, "30-44"), else_=">=45")
     else:
         group = PredictionRecord.input[by].as_string()
     key = sa.cast(group, sa.String).label("group")

@@ -42,6 +42,7 @@ class PredictionRecord(SQLModel, table=True):
         sa.Index("ix_predictions_employee_created", "employee_id", "created_at"),
         sa.Index("ix_predictions_model_created", "model_tag", "created_at"),
         sa.Index("ix_predictions_prediction_created", "prediction", "created_at"),
+        sa.Index("ix_predictions_client_created", "client", "created_at"),
     )
 
     id: uuid.UUID = Field(primary_key=True)
@@ -56,6 +57,9 @@ class PredictionRecord(SQLModel, table=True):
     latency_ms: float
     request_id: str = Field(max_length=64)  # persistence.predictions.REQUEST_ID_LENGTH
     batch_id: uuid.UUID = Field(index=True)
+    # Who asked and through which route (NULL for rows written before they were recorded).
+    client: str | None = Field(default=None, max_length=64)
+    endpoint: str | None = Field(default=None, max_length=32)
 
 
 class ApiKey(SQLModel, table=True):
@@ -68,7 +72,8 @@ class ApiKey(SQLModel, table=True):
     key_id: str = Field(max_length=16, unique=True)
     salt: str = Field(max_length=64)
     key_hash: str = Field(max_length=64)
-    role: str = Field(max_length=16)
+    # Comma-separated, sorted: e.g. "predict,review" (persistence.keys.ROLES).
+    roles: str = Field(max_length=64)
     created_at: datetime = _timestamp()
     revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     last_used_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
@@ -94,3 +99,46 @@ class AuditEvent(SQLModel, table=True):
     status: int
     error: str = Field(max_length=64)
     detail: list[dict[str, Any]] | None = Field(default=None, sa_type=JSONType)
+
+
+class Review(SQLModel, table=True):
+    """What a person decided about a score: never edited, several per prediction allowed."""
+
+    __tablename__ = "reviews"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    prediction_id: uuid.UUID = Field(foreign_key="predictions.id", index=True)
+    decision: str = Field(max_length=16)
+    note: str = Field(default="", max_length=2000)
+    reviewer: str = Field(max_length=64)
+    created_at: datetime = _timestamp(index=True)
+
+
+class AccessEvent(SQLModel, table=True):
+    """A read that returned person-level scores: who looked, at what, when (never the key).
+
+    `employee_ids` holds at most `persistence.audit.MAX_LOGGED_IDS` distinct ids;
+    `employee_count` is how many person-level items (scores) the answer held.
+    """
+
+    __tablename__ = "access_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _timestamp(index=True)
+    client: str | None = Field(default=None, max_length=64, index=True)
+    route: str = Field(max_length=64)
+    query: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    employee_ids: list[int] = Field(default_factory=list, sa_type=JSONType)
+    employee_count: int = 0
+
+
+class ScoringSwitch(SQLModel, table=True):
+    """Each `attrition scoring suspend | resume`: the latest row is the current state."""
+
+    __tablename__ = "scoring_switches"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _timestamp(index=True)
+    suspended: bool
+    reason: str = Field(default="", max_length=500)
+    actor: str = Field(max_length=64)

@@ -1,8 +1,11 @@
 """Who is calling, and may they call this route: API keys, roles, a bounded key cache.
 
+A key holds one or more roles; every role may read. The matrix (docs/SECURITY.md):
 - public: liveness, readiness, metrics, the docs page and its OpenAPI document;
-- `predict` role: the three predict routes, and everything a `read` key may call;
-- `read` role: every other route (history, stats, model).
+- `read`: history, one prediction, stats, model, the monitoring reads;
+- `predict`: read + `/predict`, `/predict_batch`, `/predict_by_id`;
+- `review`: read + `POST /predictions/{id}/reviews`, `POST /outcomes`;
+- `audit`: read + `/audit/*` and statistics by protected attribute (checked by the route).
 A key travels as `X-API-Key: <key>` or `Authorization: Bearer <key>` (what
 `bentoml.SyncHTTPClient(url, token=key)` sends). Lookups go through a TTL + LRU cache, so a
 call costs no database round trip, a revocation lands within the TTL, and a flood of random
@@ -11,9 +14,12 @@ key ids costs at most `size` entries of memory.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import anyio
 import sqlalchemy as sa
 from cachetools import TTLCache
+from starlette.types import Scope
 
 from persistence.engine import session_scope
 from persistence.errors import StoreError
@@ -26,16 +32,44 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/static_content/", "/assets/")
 PREDICT_PATHS = frozenset({"/predict", "/predict_batch", "/predict_by_id"})
+REVIEW_PATHS = frozenset({"/outcomes"})
+AUDIT_PREFIX = "/audit/"
 # Cache misses that may query the database at once: a flood of unknown key ids waits here
 # instead of taking every pooled connection from the predict path.
 MISS_CONCURRENCY = 4
 
 
-def required_role(path: str) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who the gate let in: the key's name (never the key) and its roles."""
+
+    name: str
+    roles: frozenset[str]
+
+    def may(self, role: str) -> bool:
+        return role == "read" or role in self.roles
+
+
+def required_role(method: str, path: str) -> str | None:
     """None for public routes, else the role a key needs."""
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return None
-    return "predict" if path in PREDICT_PATHS else "read"
+    if path in PREDICT_PATHS:
+        return "predict"
+    if path.startswith(AUDIT_PREFIX):
+        return "audit"
+    if method == "POST" and (path in REVIEW_PATHS or path.endswith("/reviews")):
+        return "review"
+    return "read"
+
+
+def caller_of(scope: Scope) -> Caller | None:
+    """The caller the gate stored in the request's state (None on public routes)."""
+    caller: Caller | None = scope.get("state", {}).get(CALLER)
+    return caller
+
+
+CALLER = "attrition.caller"
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -83,7 +117,9 @@ class Authenticator:
     def __init__(self, keys: KeyCache) -> None:
         self.keys = keys
 
-    async def authenticate(self, headers: list[tuple[bytes, bytes]], path: str, role: str) -> str:
+    async def authenticate(
+        self, headers: list[tuple[bytes, bytes]], path: str, role: str
+    ) -> Caller:
         key = presented_key(headers)
         if key is None:
             raise Unauthenticated(
@@ -101,6 +137,11 @@ class Authenticator:
             raise Unauthenticated(
                 "this API key has been revoked", code="revoked_api_key", client=record.name
             )
-        if role == "predict" and record.role != "predict":
-            raise Forbidden(f"a {record.role!r} key may not call {path}", client=record.name)
-        return record.name
+        caller = Caller(record.name, record.roles)
+        if not caller.may(role):
+            held = ", ".join(sorted(record.roles))
+            raise Forbidden(
+                f"this key ({held}) may not call {path}: it needs the {role!r} role",
+                client=record.name,
+            )
+        return caller

@@ -17,7 +17,7 @@ import logging
 import sqlalchemy as sa
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.authentication import Authenticator, KeyCache, required_role
+from serving.authentication import CALLER, Authenticator, KeyCache, required_role
 from serving.errors import ApiError, rewrite
 from serving.limits import ClientGone, has_body, read_capped, replay
 from serving.refusals import RefusalGroup, RefusalLog
@@ -51,9 +51,11 @@ class Gate:
             return
         client: str | None = None
         try:
-            role = required_role(scope["path"])
+            role = required_role(scope["method"], scope["path"])
             if role is not None:
-                client = await self.auth.authenticate(scope["headers"], scope["path"], role)
+                caller = await self.auth.authenticate(scope["headers"], scope["path"], role)
+                client = caller.name
+                scope.setdefault("state", {})[CALLER] = caller
             if has_body(scope):
                 receive = replay(await read_capped(scope, receive, self.max_body_bytes), receive)
         except ApiError as error:

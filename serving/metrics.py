@@ -32,3 +32,7 @@ REFUSALS_UNRECORDED = bentoml.metrics.Counter(
     name="attrition_refusals_unrecorded_total",
     documentation="Refused calls that could not be written to the audit log (database down)",
 )
+ACCESS_UNRECORDED = bentoml.metrics.Counter(
+    name="attrition_access_events_unrecorded_total",
+    documentation="Person-level reads that could not be written to the access log",
+)

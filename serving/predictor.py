@@ -31,8 +31,12 @@ NOT_STORED = "the prediction could not be stored, so it is not returned; retry l
 
 @dataclass(frozen=True, slots=True)
 class ScoringRequest:
+    """One employee to score, and who asked through which route (stored on its row)."""
+
     employee: Employee
     request_id: str
+    client: str | None
+    endpoint: str
     employee_id: int | None = None
     received: float = field(default_factory=time.perf_counter)
 
@@ -66,6 +70,8 @@ class Predictor:
                 latency_ms=round((scored_at - r.received) * 1000, 3),
                 request_id=r.request_id,
                 batch_id=batch_id,
+                client=r.client,
+                endpoint=r.endpoint,
             )
             for r, s in zip(requests, scores, strict=True)
         ]

@@ -6,28 +6,22 @@ in one transaction, one row per group with its `count`, first and last time. A f
 10,000 refused calls from one address therefore costs a few rows, and the count says how many
 were refused. At most `max_pending` groups wait; refusals beyond that are folded into one
 overflow group per status and error (method and route `*`), so every refusal is still counted.
-When the database is down, the batch is dropped with one warning naming how many it held.
+Writing, failures and shutdown: `serving.background.BatchedWriter`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import anyio
 import sqlalchemy as sa
+from sqlmodel import Session
 
-from persistence.engine import session_scope
-from persistence.errors import StoreError
-from persistence.keys import record_refusals
+from persistence.audit import record_refusals
 from persistence.tables import AuditEvent, utcnow
 from serving import metrics
-
-logger = logging.getLogger(__name__)
+from serving.background import BatchedWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +42,15 @@ class Tally:
     detail: list[dict[str, Any]] | None = field(default=None)
 
 
-class RefusalLog:
+class RefusalLog(BatchedWriter[dict[RefusalGroup, Tally]]):
+    what = "refused calls"
+
     def __init__(self, engine: sa.Engine, *, flush_seconds: float, max_pending: int) -> None:
-        self.engine = engine
-        self.flush_seconds = flush_seconds
+        super().__init__(
+            engine, flush_seconds=flush_seconds, unrecorded=metrics.REFUSALS_UNRECORDED
+        )
         self.max_pending = max_pending
         self._pending: dict[RefusalGroup, Tally] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def record(self, group: RefusalGroup, detail: list[dict[str, Any]] | None = None) -> None:
         """Count one refusal; never blocks, never raises."""
@@ -67,53 +63,33 @@ class RefusalLog:
         else:
             tally.count += 1
             tally.last = now
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+        self._started()
 
-    async def _drain(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            try:
-                await self.flush()
-            except Exception:  # the audit task must outlive any one bad batch
-                logger.exception("flushing refused calls failed")
-
-    async def flush(self) -> None:
-        """Write what is pending now (also at shutdown and in tests)."""
+    def _take(self) -> dict[RefusalGroup, Tally] | None:
         if not self._pending:
-            return
+            return None
         batch, self._pending = self._pending, {}
-        await anyio.to_thread.run_sync(self._write, batch)
+        return batch
 
-    def _write(self, batch: dict[RefusalGroup, Tally]) -> None:
-        events = [
-            AuditEvent(
-                created_at=tally.first,
-                last_seen_at=tally.last,
-                count=tally.count,
-                client_address=group.address,
-                client=group.client,
-                method=group.method[:8],
-                endpoint=group.endpoint[:256],
-                status=group.status,
-                error=group.error,
-                detail=tally.detail,
-            )
-            for group, tally in batch.items()
-        ]
-        try:
-            with session_scope(self.engine) as session:
-                record_refusals(session, events)
-        except StoreError:
-            lost = sum(t.count for t in batch.values())
-            metrics.REFUSALS_UNRECORDED.inc(lost)
-            logger.warning("could not record %d refused call(s): the database is unavailable", lost)
+    def _size(self, batch: dict[RefusalGroup, Tally]) -> int:
+        return sum(t.count for t in batch.values())
 
-    async def close(self) -> None:
-        """Stop the background task and write what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
+    def _store(self, session: Session, batch: dict[RefusalGroup, Tally]) -> None:
+        record_refusals(
+            session,
+            [
+                AuditEvent(
+                    created_at=tally.first,
+                    last_seen_at=tally.last,
+                    count=tally.count,
+                    client_address=group.address,
+                    client=group.client,
+                    method=group.method[:8],
+                    endpoint=group.endpoint[:256],
+                    status=group.status,
+                    error=group.error,
+                    detail=tally.detail,
+                )
+                for group, tally in batch.items()
+            ],
+        )

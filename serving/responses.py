@@ -67,7 +67,7 @@ class EmployeeId(BaseModel):
 
 
 class StoredPrediction(BaseModel):
-    """A prediction as the audit trail holds it."""
+    """A prediction as the audit trail holds it: inputs, score, model, who asked and how."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -83,6 +83,37 @@ class StoredPrediction(BaseModel):
     latency_ms: float
     request_id: str
     batch_id: uuid.UUID
+    client: str | None = Field(description="the API key's name (NULL for older rows)")
+    endpoint: str | None = Field(description="/predict, /predict_batch or /predict_by_id")
+
+
+Decision = Literal["agree", "disagree", "no_action"]
+
+
+class ReviewIn(BaseModel):
+    """What a person decided about a score (the reviewer is the calling key's name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision
+    note: str = Field("", max_length=2000)
+
+
+class ReviewOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    prediction_id: uuid.UUID
+    decision: Decision
+    note: str
+    reviewer: str
+    created_at: UtcDatetime
+
+
+class PredictionDetail(StoredPrediction):
+    """One prediction with what people decided about it."""
+
+    reviews: list[ReviewOut]
 
 
 class HistoryPage(BaseModel):
@@ -104,6 +135,55 @@ class Stats(BaseModel):
     groups: list[StatsGroup]
 
 
+class ScoringState(BaseModel):
+    suspended: bool
+    reason: str
+    since: UtcDatetime | None
+    by: str | None
+
+
+class AccessEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: UtcDatetime
+    client: str | None
+    route: str
+    query: dict[str, Any] | None
+    employee_ids: list[int]
+    employee_count: int
+
+
+class AccessPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[AccessEventOut]
+
+
+class RefusalEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: UtcDatetime
+    last_seen_at: UtcDatetime | None
+    count: int
+    client_address: str | None
+    client: str | None
+    method: str
+    endpoint: str
+    status: int
+    error: str
+    detail: list[dict[str, Any]] | None
+
+
+class RefusalPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[RefusalEventOut]
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -121,6 +201,7 @@ class ModelCard(BaseModel):
     fairness: dict[str, Any] | None = Field(
         None, description="fairlearn assessment by genre, age band and marital status"
     )
+    scoring: ScoringState
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,191 @@
+"""The FastAPI routes the service mounts: history, one prediction and its reviews, stats, the
+audit trail. (The predict routes are BentoML APIs in service.py.)
+
+Routes only translate HTTP to persistence calls and rows to response models; the engine is the
+service's own (one per worker). Every read that returns person-level scores is logged to the
+access log (`serving.access`) after its answer is built, off the request path. Errors are the
+envelope (`serving.errors.install_handlers`), routing 404/405 included.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
+
+from persistence.audit import (
+    AuditFilter,
+    access_events,
+    add_review,
+    refusal_events,
+    reviews_of,
+)
+from persistence.engine import session_scope
+from persistence.queries import (
+    PROTECTED_DIMENSIONS,
+    HistoryFilter,
+    StatsDimension,
+    get_prediction,
+    prediction_history,
+    prediction_stats,
+)
+from serving.access import AccessLog
+from serving.authentication import Caller, caller_of
+from serving.errors import Forbidden, NotFound, install_handlers
+from serving.responses import (
+    AccessPage,
+    ErrorBody,
+    HistoryPage,
+    PredictionDetail,
+    RefusalPage,
+    ReviewIn,
+    ReviewOut,
+    Stats,
+    StatsGroup,
+    StoredPrediction,
+)
+
+# BentoML tags: name[:version], letters, digits and - _ . only.
+MODEL_TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(:[A-Za-z0-9_.-]{1,64})?$"
+ModelTag = Annotated[str | None, Query(pattern=MODEL_TAG_PATTERN)]
+ClientName = Annotated[str | None, Query(min_length=1, max_length=64)]
+EmployeeIdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def _caller(request: Request) -> Caller:
+    caller = caller_of(request.scope)
+    if caller is None:  # the gate lets no one in here without a key
+        raise Forbidden("this route needs an API key")
+    return caller
+
+
+def _query(request: Request) -> dict[str, Any]:
+    return dict(request.query_params)
+
+
+def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
+    app = FastAPI(
+        title="attrition read API",
+        responses={status: {"model": ErrorBody} for status in (401, 403, 404, 422, 503)},
+    )
+    install_handlers(app)
+
+    @app.get("/predictions/{prediction_id}", response_model=PredictionDetail)
+    def one_prediction(
+        request: Request, prediction_id: Annotated[uuid.UUID, PathParam()]
+    ) -> PredictionDetail:
+        """One stored prediction, as the audit trail holds it, with its reviews."""
+        with session_scope(engine) as session:
+            record = get_prediction(session, prediction_id)
+            if record is None:
+                raise NotFound(f"no prediction {prediction_id}")
+            reviews = reviews_of(session, [prediction_id]).get(prediction_id, [])
+            detail = PredictionDetail.model_validate(
+                {
+                    **StoredPrediction.model_validate(record).model_dump(),
+                    "reviews": [ReviewOut.model_validate(r) for r in reviews],
+                }
+            )
+        access.record(_caller(request).name, request.url.path, None, [record.employee_id])
+        return detail
+
+    @app.post("/predictions/{prediction_id}/reviews", response_model=ReviewOut, status_code=201)
+    def review(
+        request: Request, prediction_id: Annotated[uuid.UUID, PathParam()], body: ReviewIn
+    ) -> ReviewOut:
+        """Record what a person decided about a score (role `review`); reviews are never edited."""
+        reviewer = _caller(request).name
+        with session_scope(engine) as session:
+            stored = add_review(session, prediction_id, body.decision, body.note, reviewer)
+            if stored is None:
+                raise NotFound(f"no prediction {prediction_id}")
+            return ReviewOut.model_validate(stored)
+
+    @app.get("/history", response_model=HistoryPage)
+    def history(
+        request: Request,
+        employee_id: EmployeeIdQuery = None,
+        model_tag: ModelTag = None,
+        prediction: Annotated[int | None, Query(ge=0, le=1)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        client: ClientName = None,
+        reviewed: bool | None = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> HistoryPage:
+        """Stored predictions, newest first, filtered and paged."""
+        filters = HistoryFilter(
+            employee_id, model_tag, prediction, since, until, client=client, reviewed=reviewed
+        )
+        with session_scope(engine) as session:
+            total, rows = prediction_history(session, filters, offset=offset, limit=limit)
+            items = [StoredPrediction.model_validate(r) for r in rows]
+        if items:
+            access.record(
+                _caller(request).name,
+                request.url.path,
+                _query(request),
+                [i.employee_id for i in items],
+            )
+        return HistoryPage(total=total, offset=offset, limit=limit, items=items)
+
+    @app.get("/stats", response_model=Stats)
+    def stats(
+        request: Request,
+        by: StatsDimension = "departement",
+        model_tag: ModelTag = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Stats:
+        """Count, positive rate and mean probability per department, job or day; by genre,
+        marital status or age band for `audit` keys only."""
+        if by in PROTECTED_DIMENSIONS and not _caller(request).may("audit"):
+            raise Forbidden(f"statistics by {by} (a protected attribute) need the 'audit' role")
+        filters = HistoryFilter(model_tag=model_tag, since=since, until=until)
+        with session_scope(engine) as session:
+            groups = prediction_stats(session, by, filters)
+        return Stats(by=by, groups=[StatsGroup(**g) for g in groups])
+
+    @app.get("/audit/access", response_model=AccessPage)
+    def audit_access(
+        client: ClientName = None,
+        employee_id: EmployeeIdQuery = None,
+        route: Annotated[str | None, Query(max_length=64)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> AccessPage:
+        """Who read whose scores (role `audit`), newest first."""
+        filters = AuditFilter(client, route, since, until, employee_id)
+        with session_scope(engine) as session:
+            total, rows = access_events(session, filters, offset=offset, limit=limit)
+            return AccessPage.model_validate(
+                {"total": total, "offset": offset, "limit": limit, "items": rows}
+            )
+
+    @app.get("/audit/refusals", response_model=RefusalPage)
+    def audit_refusals(
+        client: ClientName = None,
+        route: Annotated[str | None, Query(max_length=256)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> RefusalPage:
+        """Refused calls, aggregated per address, key, route and error (role `audit`)."""
+        filters = AuditFilter(client, route, since, until)
+        with session_scope(engine) as session:
+            total, rows = refusal_events(session, filters, offset=offset, limit=limit)
+            return RefusalPage.model_validate(
+                {"total": total, "offset": offset, "limit": limit, "items": rows}
+            )
+
+    return app
