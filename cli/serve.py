@@ -45,7 +45,6 @@ def ensure_employees(engine: Engine) -> int:
 
 
 def serve(_args: argparse.Namespace) -> int:
-    import db
     from cli.keys import ensure_local_key
     from cli.main import main as attrition
     from persistence.engine import build_engine, database_ready
@@ -56,7 +55,8 @@ def serve(_args: argparse.Namespace) -> int:
     engine = build_engine(settings.database_url)
     if not database_ready(engine):
         raise CommandError(f"database {engine.url!r} does not answer; check DATABASE_URL")
-    db.upgrade(settings.database_url)
+    if attrition(["db", "upgrade"]) != 0:  # as the admin role; grants the service's
+        raise CommandError("the database could not be migrated; see above")
     if not has_model(settings.model_tag):
         if settings.model_tag.split(":")[-1] != "latest":
             raise CommandError(f"model {settings.model_tag!r} is not in the store; run make train")

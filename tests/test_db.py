@@ -88,6 +88,8 @@ def _prediction(employee_id: int | None = None) -> PredictionRow:
         latency_ms=1.0,
         request_id="r",
         batch_id=uuid.uuid4(),
+        client="tests",
+        endpoint="/predict",
     )
 
 

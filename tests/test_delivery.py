@@ -48,6 +48,8 @@ ENTRY_POINTS = (REPO / "service.py", REPO / "cli" / "main.py")
 POSTGRES_MAX_CONNECTIONS = 100
 POSTGRES_RESERVED = 3  # superuser_reserved_connections
 DEFAULT_MAX_SURGE = "25%"  # a Deployment's, when its strategy names none
+WORKLOADS = ("Deployment", "Job", "CronJob")  # what deploy/k8s runs: the API, migration, purge
+SECRET = "attrition-db"
 
 
 def _run(args: list[str | Path], env: dict[str, str], cwd: Path = REPO, timeout: float = 300):
@@ -118,9 +120,28 @@ def _k8s(kind: str) -> dict:
     raise AssertionError(f"no {kind} under deploy/k8s")
 
 
+def _template(doc: dict) -> dict:
+    """The pod template of a workload: a CronJob's sits in its job template."""
+    spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return spec["template"]
+
+
+def _pod(doc: dict) -> dict:
+    return _template(doc)["spec"]
+
+
 def _container(kind: str) -> dict:
-    (container,) = _k8s(kind)["spec"]["template"]["spec"]["containers"]
+    (container,) = _pod(_k8s(kind))["containers"]
     return container
+
+
+def _secret_env(container: dict) -> dict[str, dict]:
+    """Variable -> the Secret key it is read from."""
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
 
 
 def _literal_env(container: dict) -> dict[str, str]:
@@ -287,7 +308,7 @@ def test_built_bento_serves_predictions_with_a_key(bento: dict):
 
 def _deployed_env() -> Iterator[tuple[str, str]]:
     """(where, variable) for every variable the Kubernetes and Compose files set."""
-    for kind in ("Deployment", "Job"):
+    for kind in WORKLOADS:
         for variable in _container(kind).get("env", []):
             yield f"deploy/k8s {kind}", variable["name"]
     for name, service in _compose()["services"].items():
@@ -307,9 +328,10 @@ def test_every_application_variable_deployed_is_one_the_settings_read():
     assert not unread, unread
 
 
-def test_migrations_run_a_command_the_cli_has():
+def test_migrations_and_purge_run_commands_the_cli_has():
     _parses_as_cli(_container("Job")["args"])
     _parses_as_cli(_compose()["services"]["migrate"]["command"])
+    _parses_as_cli(_container("CronJob")["args"])
 
 
 # --- Kubernetes -----------------------------------------------------------------------------
@@ -358,6 +380,34 @@ def test_k8s_objects_point_at_each_other():
         assert url["valueFrom"]["secretKeyRef"] == {"name": "attrition-db", "key": "url"}
 
 
+def test_k8s_workloads_connect_as_their_database_role():
+    """The API holds only the service's role (insert-only); what migrates or deletes holds the
+    admin's. The migration has both: it creates the service's role and grants it."""
+    service = {"name": SECRET, "key": "url"}
+    admin = {"name": SECRET, "key": "admin-url"}
+    assert _secret_env(_container("Deployment")) == {"DATABASE_URL": service}
+    assert _secret_env(_container("Job")) == {
+        "DATABASE_URL": service,
+        "ATTRITION_ADMIN_DATABASE_URL": admin,
+    }
+    assert _secret_env(_container("CronJob")) == {"ATTRITION_ADMIN_DATABASE_URL": admin}
+
+
+def test_purge_cronjob_keeps_at_least_the_floor_and_never_overlaps():
+    cronjob, purge = _k8s("CronJob"), _container("CronJob")
+    command = purge["args"]
+    args = build_parser().parse_args(command[command.index("-m") + 2 :])
+    assert args.handler.__name__ == "purge" and not args.dry_run
+    floor = Settings.model_fields["retention_floor_days"].default
+    assert args.older_than >= floor >= 183  # the AI Act's six months
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert purge["image"] == _container("Deployment")["image"]
+    # rollout.sh applies the migration alone by its component label: the purge is not one.
+    label = "app.kubernetes.io/component"
+    labels = [_template(_k8s(kind))["metadata"]["labels"][label] for kind in ("Job", "CronJob")]
+    assert labels[0] != labels[1]
+
+
 def test_k8s_pods_fit_the_service_configuration():
     deployment = _k8s("Deployment")["spec"]["template"]["spec"]
     config = _configuration()
@@ -368,8 +418,8 @@ def test_k8s_pods_fit_the_service_configuration():
     cores = int(cpu_limit[:-1]) / 1000 if cpu_limit.endswith("m") else float(cpu_limit)
     assert config["workers"] <= cores
     # runAsNonRoot can only be checked against a numeric user.
-    for kind in ("Deployment", "Job"):
-        context = _k8s(kind)["spec"]["template"]["spec"]["securityContext"]
+    for kind in WORKLOADS:
+        context = _pod(_k8s(kind))["securityContext"]
         assert context["runAsNonRoot"] is True and isinstance(context["runAsUser"], int), kind
 
 
@@ -397,7 +447,7 @@ def test_connection_budget_fits_postgres(monkeypatch: pytest.MonkeyPatch):
     replicas = _k8s("HorizontalPodAutoscaler")["spec"]["maxReplicas"]
     pods = replicas + _surge(deployment, replicas)
     jobs = sum(
-        len(doc["spec"]["template"]["spec"]["containers"])
+        len(_pod(doc)["containers"])
         for path in _manifests()
         for doc in yaml.safe_load_all(path.read_text())
         if doc and doc["kind"] in ("Job", "CronJob")
@@ -426,7 +476,13 @@ if os.environ.get("KUBECTL_FAIL") in args:
 """
 
 
-def _rollout(tmp_path: Path, *args: str, fail: str = "") -> tuple[int, list[dict]]:
+SERVICE_URL = "postgresql://u:p@db:5432/attrition"
+ADMIN_URL = "postgresql://owner:q@db:5432/attrition"
+
+
+def _rollout(
+    tmp_path: Path, *args: str, fail: str = "", admin: str | None = ADMIN_URL
+) -> tuple[int, list[dict]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     kubectl = bin_dir / "kubectl"
@@ -439,8 +495,11 @@ def _rollout(tmp_path: Path, *args: str, fail: str = "") -> tuple[int, list[dict
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "KUBECTL_LOG": str(log),
         "KUBECTL_FAIL": fail,
-        "DATABASE_URL": "postgresql://u:p@db:5432/attrition",
+        "DATABASE_URL": SERVICE_URL,
     }
+    env.pop("ATTRITION_ADMIN_DATABASE_URL", None)
+    if admin is not None:
+        env["ATTRITION_ADMIN_DATABASE_URL"] = admin
     result = subprocess.run(
         ["bash", str(REPO / "deploy" / "rollout.sh"), *args],
         env=env,
@@ -471,7 +530,10 @@ def test_rollout_migrates_first_then_rolls_the_api(tmp_path: Path):
     (url,) = [e for e in _container("Deployment")["env"] if e["name"] == "DATABASE_URL"]
     secret = url["valueFrom"]["secretKeyRef"]
     assert secret["name"] in calls[0]["args"]
-    assert f"--from-literal={secret['key']}=postgresql://u:p@db:5432/attrition" in calls[0]["args"]
+    assert f"--from-literal={secret['key']}={SERVICE_URL}" in calls[0]["args"]
+    admin = _secret_env(_container("Job"))["ATTRITION_ADMIN_DATABASE_URL"]
+    assert admin["name"] == secret["name"]
+    assert f"--from-literal={admin['key']}={ADMIN_URL}" in calls[0]["args"]
     job, deployment = _k8s("Job"), _k8s("Deployment")
     assert job["metadata"]["name"] in calls[2]["args"]
     assert f"job/{job['metadata']['name']}" in calls[4]["args"]
@@ -485,7 +547,7 @@ def test_rollout_migrates_first_then_rolls_the_api(tmp_path: Path):
     (image,) = overlay["images"]
     assert (image["newName"], image["newTag"]) == ("registry.local:5000/acme/attrition", "abc123")
     # The overlay's `images` entry matches the image both workloads name.
-    for kind in ("Deployment", "Job"):
+    for kind in WORKLOADS:
         assert _container(kind)["image"].split(":")[0] == image["name"]
 
 
@@ -494,6 +556,11 @@ def test_rollout_stops_when_the_migration_fails(tmp_path: Path):
     assert code == 1
     assert not [c for c in calls if c["args"][2] == "rollout"]
     assert [c["args"][2] for c in calls].count("apply") == 2  # the secret and the job only
+
+
+def test_rollout_refuses_a_service_url_without_the_admin_one(tmp_path: Path):
+    code, calls = _rollout(tmp_path, "ghcr.io/acme/attrition:abc123", "prod", admin=None)
+    assert code == 2 and calls == []
 
 
 def test_rollout_refuses_an_untagged_image(tmp_path: Path):
@@ -510,17 +577,21 @@ def test_compose_wires_the_service_to_its_database():
     assert app["image"] == migrate["image"]
     assert app["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert migrate["depends_on"]["postgres"] == {"condition": "service_healthy"}
-    # The URL the app and the migration read names the database the postgres service creates.
+    # The URLs name the database the postgres service creates; the migration connects as its
+    # owner (POSTGRES_USER) and sets up the service's role, the one the app connects as.
     database = {k: _expand(v) for k, v in postgres["environment"].items()}
-    for service in (app, migrate):
-        url = make_url(_expand(service["environment"]["DATABASE_URL"]))
+    admin = make_url(_expand(migrate["environment"]["ATTRITION_ADMIN_DATABASE_URL"]))
+    assert (admin.username, admin.password) == (
+        database["POSTGRES_USER"],
+        database["POSTGRES_PASSWORD"],
+    )
+    assert "ATTRITION_ADMIN_DATABASE_URL" not in app["environment"]
+    service = make_url(_expand(app["environment"]["DATABASE_URL"]))
+    assert service == make_url(_expand(migrate["environment"]["DATABASE_URL"]))
+    assert service.username != admin.username
+    for url in (admin, service):
         assert url.get_backend_name() == "postgresql"
-        assert (url.host, url.port) == ("postgres", 5432)
-        assert (url.username, url.password, url.database) == (
-            database["POSTGRES_USER"],
-            database["POSTGRES_PASSWORD"],
-            database["POSTGRES_DB"],
-        )
+        assert (url.host, url.port, url.database) == ("postgres", 5432, database["POSTGRES_DB"])
     # The port published is the one the image serves on (as in Kubernetes).
     (published,) = app["ports"]
     assert int(published.split(":")[-1]) == _container("Deployment")["ports"][0]["containerPort"]

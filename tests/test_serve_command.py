@@ -33,7 +33,8 @@ def test_serve_trains_migrates_seeds_and_prints_a_working_curl_line(tmp_path):
         timeout=240,
     )
     try:
-        output = server.log.read_text()  # `attrition serve` prints everything before it execs bentoml
+        # `attrition serve` prints everything before it execs bentoml
+        output = server.log.read_text()
         assert "GENERATED" in output
         curl = next(line.strip() for line in output.splitlines() if line.strip().startswith("curl"))
         run = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=60)
