@@ -67,6 +67,7 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_events": ("SELECT", "INSERT"),
     "employees": ("SELECT",),
     "scoring_switches": ("SELECT",),
+    "outcomes": ("SELECT", "INSERT"),
     "api_keys": ("SELECT", "UPDATE (last_used_at)"),
     "alembic_version": (),
 }

@@ -78,6 +78,26 @@ CREATE TABLE public.employees (
     updated_at timestamp with time zone NOT NULL
 );
 
+CREATE TABLE public.outcomes (
+    id integer NOT NULL,
+    employee_id integer NOT NULL,
+    status character varying(8) NOT NULL,
+    event_date date NOT NULL,
+    source character varying(64) NOT NULL,
+    recorded_at timestamp with time zone NOT NULL,
+    client character varying(64)
+);
+
+CREATE SEQUENCE public.outcomes_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.outcomes_id_seq OWNED BY public.outcomes.id;
+
 CREATE TABLE public.predictions (
     id uuid NOT NULL,
     created_at timestamp with time zone NOT NULL,
@@ -128,6 +148,8 @@ ALTER TABLE ONLY public.api_keys ALTER COLUMN id SET DEFAULT nextval('public.api
 
 ALTER TABLE ONLY public.audit_events ALTER COLUMN id SET DEFAULT nextval('public.audit_events_id_seq'::regclass);
 
+ALTER TABLE ONLY public.outcomes ALTER COLUMN id SET DEFAULT nextval('public.outcomes_id_seq'::regclass);
+
 ALTER TABLE ONLY public.scoring_switches ALTER COLUMN id SET DEFAULT nextval('public.scoring_switches_id_seq'::regclass);
 
 ALTER TABLE ONLY public.access_events
@@ -151,6 +173,9 @@ ALTER TABLE ONLY public.audit_events
 ALTER TABLE ONLY public.employees
     ADD CONSTRAINT employees_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.outcomes
+    ADD CONSTRAINT outcomes_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.predictions
     ADD CONSTRAINT predictions_pkey PRIMARY KEY (id);
 
@@ -160,6 +185,9 @@ ALTER TABLE ONLY public.reviews
 ALTER TABLE ONLY public.scoring_switches
     ADD CONSTRAINT scoring_switches_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.outcomes
+    ADD CONSTRAINT uq_outcomes_fact UNIQUE (employee_id, status, event_date);
+
 CREATE INDEX ix_access_events_client ON public.access_events USING btree (client);
 
 CREATE INDEX ix_access_events_created_at ON public.access_events USING btree (created_at);
@@ -167,6 +195,8 @@ CREATE INDEX ix_access_events_created_at ON public.access_events USING btree (cr
 CREATE INDEX ix_audit_events_client ON public.audit_events USING btree (client);
 
 CREATE INDEX ix_audit_events_created_at ON public.audit_events USING btree (created_at);
+
+CREATE INDEX ix_outcomes_employee_id ON public.outcomes USING btree (employee_id);
 
 CREATE INDEX ix_predictions_batch_id ON public.predictions USING btree (batch_id);
 
@@ -186,6 +216,9 @@ CREATE INDEX ix_reviews_prediction_id ON public.reviews USING btree (prediction_
 
 CREATE INDEX ix_scoring_switches_created_at ON public.scoring_switches USING btree (created_at);
 
+ALTER TABLE ONLY public.outcomes
+    ADD CONSTRAINT outcomes_employee_id_fkey FOREIGN KEY (employee_id) REFERENCES public.employees(id);
+
 ALTER TABLE ONLY public.predictions
     ADD CONSTRAINT predictions_employee_id_fkey FOREIGN KEY (employee_id) REFERENCES public.employees(id);
 
@@ -193,4 +226,4 @@ ALTER TABLE ONLY public.reviews
     ADD CONSTRAINT reviews_prediction_id_fkey FOREIGN KEY (prediction_id) REFERENCES public.predictions(id);
 
 
-INSERT INTO public.alembic_version (version_num) VALUES ('0004');
+INSERT INTO public.alembic_version (version_num) VALUES ('0005');

@@ -6,7 +6,7 @@ JSON columns are JSONB on PostgreSQL and JSON text elsewhere (SQLite).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -142,3 +142,23 @@ class ScoringSwitch(SQLModel, table=True):
     suspended: bool
     reason: str = Field(default="", max_length=500)
     actor: str = Field(max_length=64)
+
+
+class Outcome(SQLModel, table=True):
+    """A fact from the HR system: the employee left on `event_date`, or stayed as of it.
+
+    One row per fact: re-recording the same (employee, status, date) changes nothing.
+    """
+
+    __tablename__ = "outcomes"
+    __table_args__ = (
+        sa.UniqueConstraint("employee_id", "status", "event_date", name="uq_outcomes_fact"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    employee_id: int = Field(foreign_key="employees.id", index=True)
+    status: str = Field(max_length=8)  # "left" | "stayed"
+    event_date: date
+    source: str = Field(max_length=64)
+    recorded_at: datetime = _timestamp()
+    client: str | None = Field(default=None, max_length=64)

@@ -247,7 +247,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> Response:
-        return invalid(pydantic_detail(error.errors()), "invalid parameter(s)").response()
+        return invalid(pydantic_detail(error.errors()), "invalid request").response()
 
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, error: HTTPException) -> Response:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
 from starlette.responses import Response
 
 
@@ -133,6 +141,59 @@ class StatsGroup(BaseModel):
 class Stats(BaseModel):
     by: str
     groups: list[StatsGroup]
+
+
+class OutcomeIn(BaseModel):
+    """A fact from the HR system: `{"left": true, "left_on": D}` (left on that day) or
+    `{"left": false, "as_of": D}` (still employed on that day)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    employee_id: int = Field(ge=1, le=2**31 - 1)
+    left: bool
+    left_on: date | None = None
+    as_of: date | None = None
+
+    @model_validator(mode="after")
+    def _one_date(self) -> OutcomeIn:
+        if self.left and (self.left_on is None or self.as_of is not None):
+            raise ValueError("a leaver needs left_on (and no as_of)")
+        if not self.left and (self.as_of is None or self.left_on is not None):
+            raise ValueError("a stayer needs as_of (and no left_on)")
+        return self
+
+    @property
+    def event_date(self) -> date:
+        day = self.left_on if self.left else self.as_of
+        assert day is not None  # the validator guarantees it
+        return day
+
+
+class OutcomesRecorded(BaseModel):
+    received: int
+    recorded: int = Field(description="facts not known before")
+    unchanged: int = Field(description="facts already recorded (re-posting is idempotent)")
+
+
+class AtRiskItem(BaseModel):
+    employee_id: int
+    prediction_id: uuid.UUID
+    probability: float
+    risk_band: Literal["low", "medium", "high"]
+    threshold: float
+    scored_at: UtcDatetime
+    model_tag: str
+    departement: str | None
+    poste: str | None
+    top_factors: list[dict[str, Any]]
+    latest_review: ReviewOut | None
+
+
+class AtRiskPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[AtRiskItem]
 
 
 class ScoringState(BaseModel):

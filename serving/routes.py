@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
 
 from persistence.audit import (
@@ -25,6 +25,13 @@ from persistence.audit import (
     reviews_of,
 )
 from persistence.engine import session_scope
+from persistence.monitoring import (
+    AtRiskFilter,
+    OutcomeFact,
+    at_risk,
+    record_outcomes,
+    unknown_employees,
+)
 from persistence.queries import (
     PROTECTED_DIMENSIONS,
     HistoryFilter,
@@ -35,11 +42,15 @@ from persistence.queries import (
 )
 from serving.access import AccessLog
 from serving.authentication import Caller, caller_of
-from serving.errors import Forbidden, NotFound, install_handlers
+from serving.errors import Forbidden, NotFound, install_handlers, invalid
 from serving.responses import (
     AccessPage,
+    AtRiskItem,
+    AtRiskPage,
     ErrorBody,
     HistoryPage,
+    OutcomeIn,
+    OutcomesRecorded,
     PredictionDetail,
     RefusalPage,
     ReviewIn,
@@ -56,6 +67,7 @@ ClientName = Annotated[str | None, Query(min_length=1, max_length=64)]
 EmployeeIdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 Limit = Annotated[int, Query(ge=1, le=500)]
+MAX_OUTCOMES = 10_000
 
 
 def _caller(request: Request) -> Caller:
@@ -152,6 +164,68 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
         with session_scope(engine) as session:
             groups = prediction_stats(session, by, filters)
         return Stats(by=by, groups=[StatsGroup(**g) for g in groups])
+
+    @app.post("/outcomes", response_model=OutcomesRecorded)
+    def outcomes(
+        request: Request,
+        body: Annotated[list[OutcomeIn], Body(min_length=1, max_length=MAX_OUTCOMES)],
+    ) -> OutcomesRecorded:
+        """Record who left (and when) or stayed (as of when), role `review`; idempotent."""
+        facts = [
+            OutcomeFact(o.employee_id, "left" if o.left else "stayed", o.event_date) for o in body
+        ]
+        client = _caller(request).name
+        with session_scope(engine) as session:
+            unknown = unknown_employees(session, [f.employee_id for f in facts])
+            if unknown:
+                raise invalid(
+                    [
+                        {
+                            "field": f"body[{i}].employee_id",
+                            "rule": "unknown_employee",
+                            "message": f"no employee with employee_id {f.employee_id}",
+                        }
+                        for i, f in enumerate(facts)
+                        if f.employee_id in unknown
+                    ],
+                    "unknown employee(s)",
+                )
+            new = record_outcomes(session, facts, source="api", client=client)
+        return OutcomesRecorded(received=len(facts), recorded=new, unchanged=len(facts) - new)
+
+    @app.get("/employees/at-risk", response_model=AtRiskPage)
+    def employees_at_risk(
+        request: Request,
+        departement: Annotated[str | None, Query(max_length=64)] = None,
+        poste: Annotated[str | None, Query(max_length=64)] = None,
+        band: Literal["low", "medium", "high"] | None = None,
+        model_tag: ModelTag = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> AtRiskPage:
+        """The latest score of each employee, highest probability first, with the latest review;
+        a person-level read, logged."""
+        filters = AtRiskFilter(departement, poste, band, model_tag)
+        with session_scope(engine) as session:
+            total, rows = at_risk(session, filters, offset=offset, limit=limit)
+            items = [
+                AtRiskItem(
+                    **{k: v for k, v in row.items() if k not in ("band", "latest_review")},
+                    risk_band=row["band"],
+                    latest_review=ReviewOut.model_validate(row["latest_review"])
+                    if row["latest_review"]
+                    else None,
+                )
+                for row in rows
+            ]
+        if items:
+            access.record(
+                _caller(request).name,
+                request.url.path,
+                _query(request),
+                [i.employee_id for i in items],
+            )
+        return AtRiskPage(total=total, offset=offset, limit=limit, items=items)
 
     @app.get("/audit/access", response_model=AccessPage)
     def audit_access(
