@@ -13,12 +13,15 @@ import gc
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import anyio
 import bentoml
+from fastapi import Query
 from pydantic import Field
 
+from monitoring.live import live_drift, live_performance
 from persistence.engine import build_engine, database_ready, session_scope
 from persistence.predictions import REQUEST_ID_LENGTH
 from persistence.queries import get_employee
@@ -32,6 +35,7 @@ from serving.bentoml_compat import (
 )
 from serving.errors import NotFound, refusing
 from serving.gate import Gate
+from serving.gauges import GaugeRefresher
 from serving.predictor import Predictor, ScoringRequest
 from serving.refusals import RefusalLog
 from serving.responses import (
@@ -43,7 +47,7 @@ from serving.responses import (
     ScoringState,
     predictions_response,
 )
-from serving.routes import build_routes
+from serving.routes import ModelTag, build_routes
 from serving.switch import ScoringSwitchReader
 from settings import get_settings
 from training.contract import Employee
@@ -98,6 +102,9 @@ class Attrition:
         self.engine = ENGINE
         self.scorer = stored.scorer(settings.threshold_override)
         self.predictor = Predictor(self.scorer, stored.tag, ENGINE)
+        self.gauges = GaugeRefresher(
+            ENGINE, stored.tag, SWITCH, interval=settings.gauge_refresh_seconds
+        )
         self.batcher: AdaptiveBatcher[ScoringRequest, Prediction] = AdaptiveBatcher(
             self._score_batch,
             max_batch_size=settings.batch_max_size,
@@ -113,12 +120,14 @@ class Attrition:
         return await anyio.to_thread.run_sync(self.predictor.score_and_store, requests, "predict")
 
     @bentoml.on_startup
-    async def _start_audit_writers(self) -> None:
+    async def _start_background_tasks(self) -> None:
         await REFUSALS.start()
         await ACCESS.start()
+        await self.gauges.start()
 
     @bentoml.on_shutdown
-    async def _write_pending_audit(self) -> None:
+    async def _stop_background_tasks(self) -> None:
+        await self.gauges.close()
         await REFUSALS.close()
         await ACCESS.close()
 
@@ -174,6 +183,46 @@ class Attrition:
     @routes.get("/model", response_model=ModelCard)
     async def get_model(self) -> ModelCard:
         return await self._card()
+
+    @routes.get("/performance")
+    def performance(
+        self,
+        model_tag: ModelTag = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        horizon_days: Annotated[int, Query(ge=1, le=3650)] = 365,
+    ) -> dict[str, Any]:
+        """Live performance against outcomes (horizon rule), overall and per cohort month,
+        with the training figures beside it; the served model unless `model_tag` says."""
+        with session_scope(self.engine) as session:
+            return live_performance(
+                session,
+                self.stored.metadata,
+                model_tag=model_tag or self.stored.tag,
+                since=since,
+                until=until,
+                horizon_days=horizon_days,
+                threshold=self.scorer.threshold,
+            )
+
+    @routes.get("/drift")
+    def drift(
+        self,
+        model_tag: ModelTag = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Drift of the latest input per employee in the window against the served model's
+        training reference: PSI and a chi-square test per feature, the score, a status."""
+        with session_scope(self.engine) as session:
+            return live_drift(
+                session,
+                self.stored.metadata,
+                model_tag=model_tag or self.stored.tag,
+                since=since,
+                until=until,
+                min_rows=settings.drift_min_rows,
+            )
 
     async def _card(self) -> ModelCard:
         metadata = self.stored.metadata

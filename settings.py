@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     access_max_pending: int = Field(10_000, ge=1)
     # `attrition db purge` refuses to delete anything younger (the AI Act asks for >= 6 months).
     retention_floor_days: int = Field(183, ge=1)
+    # /drift and `attrition drift` give no verdict below this many employees in the window.
+    drift_min_rows: int = Field(200, ge=1)
+    # Workers re-read the latest monitoring snapshot (for the gauges) this often.
+    gauge_refresh_seconds: float = Field(60.0, gt=0)
     # Workers re-read the scoring switch (suspend / resume) at least this often.
     switch_check_seconds: float = Field(5.0, gt=0, le=10)
 

@@ -68,6 +68,7 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "employees": ("SELECT",),
     "scoring_switches": ("SELECT",),
     "outcomes": ("SELECT", "INSERT"),
+    "monitoring_snapshots": ("SELECT", "INSERT"),
     "api_keys": ("SELECT", "UPDATE (last_used_at)"),
     "alembic_version": (),
 }

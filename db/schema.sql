@@ -78,6 +78,24 @@ CREATE TABLE public.employees (
     updated_at timestamp with time zone NOT NULL
 );
 
+CREATE TABLE public.monitoring_snapshots (
+    id integer NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    model_tag character varying(128) NOT NULL,
+    drift jsonb NOT NULL,
+    performance jsonb NOT NULL
+);
+
+CREATE SEQUENCE public.monitoring_snapshots_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.monitoring_snapshots_id_seq OWNED BY public.monitoring_snapshots.id;
+
 CREATE TABLE public.outcomes (
     id integer NOT NULL,
     employee_id integer NOT NULL,
@@ -148,6 +166,8 @@ ALTER TABLE ONLY public.api_keys ALTER COLUMN id SET DEFAULT nextval('public.api
 
 ALTER TABLE ONLY public.audit_events ALTER COLUMN id SET DEFAULT nextval('public.audit_events_id_seq'::regclass);
 
+ALTER TABLE ONLY public.monitoring_snapshots ALTER COLUMN id SET DEFAULT nextval('public.monitoring_snapshots_id_seq'::regclass);
+
 ALTER TABLE ONLY public.outcomes ALTER COLUMN id SET DEFAULT nextval('public.outcomes_id_seq'::regclass);
 
 ALTER TABLE ONLY public.scoring_switches ALTER COLUMN id SET DEFAULT nextval('public.scoring_switches_id_seq'::regclass);
@@ -173,6 +193,9 @@ ALTER TABLE ONLY public.audit_events
 ALTER TABLE ONLY public.employees
     ADD CONSTRAINT employees_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.monitoring_snapshots
+    ADD CONSTRAINT monitoring_snapshots_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outcomes
     ADD CONSTRAINT outcomes_pkey PRIMARY KEY (id);
 
@@ -195,6 +218,8 @@ CREATE INDEX ix_access_events_created_at ON public.access_events USING btree (cr
 CREATE INDEX ix_audit_events_client ON public.audit_events USING btree (client);
 
 CREATE INDEX ix_audit_events_created_at ON public.audit_events USING btree (created_at);
+
+CREATE INDEX ix_monitoring_snapshots_created_at ON public.monitoring_snapshots USING btree (created_at);
 
 CREATE INDEX ix_outcomes_employee_id ON public.outcomes USING btree (employee_id);
 
@@ -226,4 +251,4 @@ ALTER TABLE ONLY public.reviews
     ADD CONSTRAINT reviews_prediction_id_fkey FOREIGN KEY (prediction_id) REFERENCES public.predictions(id);
 
 
-INSERT INTO public.alembic_version (version_num) VALUES ('0005');
+INSERT INTO public.alembic_version (version_num) VALUES ('0006');

@@ -18,7 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from persistence.tables import EmployeeRecord, Outcome, PredictionRecord, Review
+from persistence.tables import (
+    EmployeeRecord,
+    MonitoringSnapshot,
+    Outcome,
+    PredictionRecord,
+    Review,
+)
 
 OutcomeStatus = Literal["left", "stayed"]
 Band = Literal["low", "medium", "high"]
@@ -31,14 +37,6 @@ class OutcomeFact:
     employee_id: int
     status: OutcomeStatus
     event_date: date  # left on, or stayed as of
-
-
-@dataclass(frozen=True)
-class KnownOutcome:
-    """What is known of one employee: the day they left, the latest day they were still here."""
-
-    left_on: date | None
-    stayed_as_of: date | None
 
 
 def unknown_employees(session: Session, ids: Sequence[int]) -> set[int]:
@@ -78,28 +76,20 @@ def record_outcomes(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def known_outcomes(session: Session, employee_ids: Sequence[int]) -> dict[int, KnownOutcome]:
-    """Per employee: the first day they left, and the latest day they were known to stay."""
+def outcome_facts(session: Session, employee_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Every recorded fact about these employees, as `monitoring.performance` takes them:
+    `{"employee_id", "status": "left", "left_on"}` or `{..., "status": "stayed", "as_of"}`."""
     if not employee_ids:
-        return {}
-    left = sa.func.min(sa.case((col(Outcome.status) == "left", col(Outcome.event_date))))
-    stayed = sa.func.max(sa.case((col(Outcome.status) == "stayed", col(Outcome.event_date))))
-    statement = (
-        sa.select(col(Outcome.employee_id), left, stayed)
-        .where(col(Outcome.employee_id).in_(set(employee_ids)))
-        .group_by(col(Outcome.employee_id))
-    )
-    return {
-        employee: KnownOutcome(_as_date(left_on), _as_date(stayed_as_of))
-        for employee, left_on, stayed_as_of in session.execute(statement)
-    }
-
-
-def _as_date(value: Any) -> date | None:
-    """SQLite hands aggregated dates back as text."""
-    if value is None or isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value))
+        return []
+    statement = select(Outcome).where(col(Outcome.employee_id).in_(set(employee_ids)))
+    return [
+        {
+            "employee_id": o.employee_id,
+            "status": o.status,
+            "left_on" if o.status == "left" else "as_of": o.event_date,
+        }
+        for o in session.exec(statement)
+    ]
 
 
 def _month(session: Session) -> Any:
@@ -273,3 +263,21 @@ def _latest_reviews(
     for review in session.exec(statement):
         latest[review.prediction_id] = review
     return latest
+
+
+def record_snapshot(
+    session: Session, model_tag: str, drift: dict[str, Any], performance: dict[str, Any]
+) -> MonitoringSnapshot:
+    snapshot = MonitoringSnapshot(model_tag=model_tag, drift=drift, performance=performance)
+    session.add(snapshot)
+    session.flush()
+    return snapshot
+
+
+def latest_snapshot(session: Session, model_tag: str) -> MonitoringSnapshot | None:
+    statement = (
+        select(MonitoringSnapshot)
+        .where(col(MonitoringSnapshot.model_tag) == model_tag)
+        .order_by(col(MonitoringSnapshot.created_at).desc(), col(MonitoringSnapshot.id).desc())
+    )
+    return session.exec(statement).first()

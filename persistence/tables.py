@@ -162,3 +162,16 @@ class Outcome(SQLModel, table=True):
     source: str = Field(max_length=64)
     recorded_at: datetime = _timestamp()
     client: str | None = Field(default=None, max_length=64)
+
+
+class MonitoringSnapshot(SQLModel, table=True):
+    """Drift and live performance as the periodic job (`attrition monitor --record`) computed
+    them; the service's Prometheus gauges show the latest one."""
+
+    __tablename__ = "monitoring_snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _timestamp(index=True)
+    model_tag: str = Field(max_length=128)
+    drift: dict[str, Any] = Field(sa_type=JSONType)
+    performance: dict[str, Any] = Field(sa_type=JSONType)

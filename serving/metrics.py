@@ -36,3 +36,41 @@ ACCESS_UNRECORDED = bentoml.metrics.Counter(
     name="attrition_access_events_unrecorded_total",
     documentation="Person-level reads that could not be written to the access log",
 )
+# Monitoring gauges, set from the latest snapshot the periodic job (`attrition monitor
+# --record`) stored: every worker shows the same values; none computes them.
+DRIFT_PSI = bentoml.metrics.Gauge(
+    name="attrition_drift_psi",
+    documentation="Population stability index of a feature (or `score`) against training",
+    labelnames=["feature"],
+    multiprocess_mode="max",
+)
+DRIFT_STATUS = bentoml.metrics.Gauge(
+    name="attrition_drift_status",
+    documentation="Drift status: -1 insufficient data, 0 stable, 1 watch, 2 drift "
+    "(feature `overall` is the worst)",
+    labelnames=["feature"],
+    multiprocess_mode="max",
+)
+LIVE_METRIC = bentoml.metrics.Gauge(
+    name="attrition_live_metric",
+    documentation="Live performance on labelled predictions (horizon rule): roc_auc, "
+    "average_precision, brier, precision, recall, labelled, pending",
+    labelnames=["metric"],
+    multiprocess_mode="max",
+)
+TRAINING_METRIC = bentoml.metrics.Gauge(
+    name="attrition_training_metric",
+    documentation="The served model's cross-validated figure for the same metric",
+    labelnames=["metric"],
+    multiprocess_mode="max",
+)
+SNAPSHOT_TIMESTAMP = bentoml.metrics.Gauge(
+    name="attrition_monitoring_snapshot_timestamp_seconds",
+    documentation="When the monitoring snapshot behind these gauges was computed (Unix time)",
+    multiprocess_mode="max",
+)
+SCORING_SUSPENDED = bentoml.metrics.Gauge(
+    name="attrition_scoring_suspended",
+    documentation="1 while scoring is suspended (attrition scoring suspend), else 0",
+    multiprocess_mode="max",
+)

@@ -1,0 +1,201 @@
+"""Live performance: scored rows joined to the outcomes that arrived after them.
+
+Rules:
+
+* **Scored day and cohort.** A row's day d is the UTC date of its ``created_at`` (a naive
+  datetime is taken as UTC); its cohort is that day's month, ``YYYY-MM``. The caller passes
+  the latest prediction per employee and cohort month; "overall" is all of them together.
+* **Horizon label** (h = ``horizon_days``) from the employee's outcome facts, first match:
+
+  1. ``positive``: a departure with ``left_on`` in [d, d + h];
+  2. ``negative``: still employed at the horizon's end: ``stayed`` with ``as_of`` >= d + h,
+     or a departure after it (``left_on`` > d + h);
+  3. ``excluded``: left before being scored (``left_on`` < d) with no later fact saying the
+     employee was there on or after d: nobody was at risk, the row is neither right nor wrong;
+  4. ``pending``: everything else: no outcome, no employee id, ``stayed`` as of a day before
+     d + h.
+
+  A recorded departure in the window wins over a contradicting ``stayed``.
+* **Decision at the served threshold**: the row's stored ``prediction`` when present, else
+  ``probability >= `` the row's own ``threshold``, else ``>= threshold`` (the argument):
+  what the caller was told at the time, even if the threshold has changed since.
+* **Metrics** use the labelled rows (positive or negative) only, through ``sklearn.metrics``;
+  a metric that is undefined is null, never an exception: ROC-AUC and average precision
+  need both classes, recall and F2 need a positive, precision needs a predicted positive,
+  Brier and the rates need one labelled row. F2 and precision use ``zero_division=0``.
+* **Calibration**: ``training.metrics.calibration_table`` (10 equal-width bins: from, to,
+  count, mean_probability, observed_rate), the same table as the training metadata's.
+* **Training figures** come from the model metadata's ``metrics``: its ``out_of_fold``
+  figures and its ``calibration`` table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    fbeta_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from training.metrics import calibration_table
+
+DEFAULT_HORIZON_DAYS = 365
+TRAINING_FIGURES = (
+    "n",
+    "positive_rate",
+    "mean_probability",
+    "threshold",
+    "precision",
+    "recall",
+    "f2",
+    "roc_auc",
+    "average_precision",
+    "brier",
+)
+
+Label = Literal["positive", "negative", "excluded", "pending"]
+LABELLED = ("positive", "negative")
+
+
+def _day(value: date | datetime | str) -> date:
+    """The UTC calendar day of a datetime, a date as is, or an ISO string of either."""
+    if isinstance(value, str):
+        return _day(datetime.fromisoformat(value))
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+    return value
+
+
+def horizon_label(scored_on: date, facts: Iterable[Mapping[str, Any]], horizon_days: int) -> Label:
+    """The label of a prediction scored on `scored_on`, given its employee's outcome facts.
+
+    Each fact is ``{"status": "left", "left_on": date}`` or
+    ``{"status": "stayed", "as_of": date}`` (dates, datetimes or ISO strings).
+    """
+    end = scored_on + timedelta(days=horizon_days)
+    left: list[date] = []
+    stayed: list[date] = []
+    for fact in facts:
+        if fact["status"] == "left":
+            left.append(_day(fact["left_on"]))
+        elif fact["status"] == "stayed":
+            stayed.append(_day(fact["as_of"]))
+        else:
+            raise ValueError(f"unknown outcome status {fact['status']!r}")
+    if any(scored_on <= day <= end for day in left):
+        return "positive"
+    if any(day >= end for day in stayed) or any(day > end for day in left):
+        return "negative"
+    if any(day < scored_on for day in left) and not any(day >= scored_on for day in stayed):
+        return "excluded"
+    return "pending"
+
+
+def _metrics(y: np.ndarray, probability: np.ndarray, decision: np.ndarray) -> dict[str, Any]:
+    """Quality of the labelled rows; null wherever the figure is undefined."""
+    n, positives, flagged = len(y), int(y.sum()), int(decision.sum())
+    both = 0 < positives < n
+    return {
+        "positives": positives,
+        "positive_rate": positives / n if n else None,
+        "mean_probability": float(probability.mean()) if n else None,
+        "precision": float(precision_score(y, decision, zero_division=0)) if flagged else None,
+        "recall": float(recall_score(y, decision, zero_division=0)) if positives else None,
+        "f2": float(fbeta_score(y, decision, beta=2, zero_division=0)) if positives else None,
+        "roc_auc": float(roc_auc_score(y, probability)) if both else None,
+        "average_precision": float(average_precision_score(y, probability)) if both else None,
+        "brier": float(brier_score_loss(y, probability)) if n else None,
+        "calibration": calibration_table(y, probability),
+    }
+
+
+def _block(
+    labels: np.ndarray, probability: np.ndarray, decision: np.ndarray, rows: np.ndarray
+) -> dict[str, Any]:
+    """Counts and metrics of the rows selected by the boolean mask `rows`."""
+    chosen = labels[rows]
+    labelled = rows & np.isin(labels, LABELLED)
+    y = (labels[labelled] == "positive").astype(int)
+    return {
+        "scored": int(rows.sum()),
+        "labelled": int(labelled.sum()),
+        "pending": int((chosen == "pending").sum()),
+        "excluded": int((chosen == "excluded").sum()),
+        **_metrics(y, probability[labelled], decision[labelled]),
+    }
+
+
+def _decision(row: Mapping[str, Any], threshold: float) -> int:
+    if row.get("prediction") is not None:
+        return int(bool(row["prediction"]))
+    cut = row.get("threshold")
+    return int(float(row["probability"]) >= (threshold if cut is None else float(cut)))
+
+
+def _training(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if metrics is None:
+        return None
+    out_of_fold = metrics.get("out_of_fold", metrics)
+    return {
+        **{name: out_of_fold.get(name) for name in TRAINING_FIGURES},
+        "calibration": metrics.get("calibration"),
+    }
+
+
+def performance_report(
+    rows: Sequence[Mapping[str, Any]],
+    outcomes: Iterable[Mapping[str, Any]],
+    *,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    threshold: float,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Live quality of scored `rows` against `outcomes` (see the module's rules).
+
+    `rows`: ``{"employee_id", "created_at", "probability"}`` plus optional ``"prediction"``
+    and ``"threshold"``. `outcomes`: ``{"employee_id", "status", "left_on" | "as_of"}``, any
+    number per employee. `training`: the model metadata's ``metrics`` (or its
+    ``out_of_fold`` block alone). Answer::
+
+        {"horizon_days": int, "threshold": float,
+         "overall": Block, "cohorts": [{"cohort": "YYYY-MM", **Block}, ...],  # by month
+         "training": {"n", "positive_rate", "mean_probability", "threshold", "precision",
+                      "recall", "f2", "roc_auc", "average_precision", "brier",
+                      "calibration"} | None}
+        Block = {"scored", "labelled", "pending", "excluded", "positives", "positive_rate",
+                 "mean_probability", "precision", "recall", "f2", "roc_auc",
+                 "average_precision", "brier", "calibration": [10 bins]}
+    """
+    facts: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
+    for outcome in outcomes:
+        facts[outcome["employee_id"]].append(outcome)
+    days = [_day(row["created_at"]) for row in rows]
+    labels = np.array(
+        [
+            horizon_label(day, facts.get(row.get("employee_id"), ()), horizon_days)
+            for row, day in zip(rows, days, strict=True)
+        ],
+        dtype=object,
+    )
+    probability = np.array([float(row["probability"]) for row in rows], dtype=float)
+    decision = np.array([_decision(row, threshold) for row in rows], dtype=int)
+    cohorts = np.array([f"{day:%Y-%m}" for day in days], dtype=object)
+    return {
+        "horizon_days": horizon_days,
+        "threshold": threshold,
+        "overall": _block(labels, probability, decision, np.ones(len(rows), dtype=bool)),
+        "cohorts": [
+            {"cohort": cohort, **_block(labels, probability, decision, cohorts == cohort)}
+            for cohort in sorted(set(cohorts))
+        ],
+        "training": _training(training),
+    }
