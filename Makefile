@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: install lock serve train test lint format bench bento image actionlint clean
+.PHONY: install system-deps lock serve train test lint format bench bento image actionlint clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,36 @@ train: install
 serve: install
 	$(BIN)/attrition serve
 
-test: install
+# Commands the tests run that PyPI does not ship, as COMMAND:DEBIAN-PACKAGE pairs: promtool
+# checks deploy/prometheus (tests/test_monitoring_deploy.py). Add a pair to add a tool.
+SYSTEM_TOOLS := promtool:prometheus
+
+# A no-op when every command is on PATH. Otherwise, as root with apt-get (a Debian or Ubuntu
+# machine, CI's), installs the missing packages, updating the package lists only if the install
+# fails (they may be stale); as anyone else, says what to install and fails (`sudo make
+# system-deps`). Services a package ships are not started where there is no init system or a
+# policy-rc.d forbids it (containers); promtool needs none.
+system-deps:
+	@missing=""; \
+	for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: missing Debian package(s):$$missing;" \
+	    "install them as root (sudo make system-deps, or apt-get install$$missing)" >&2; \
+	  exit 1; \
+	fi; \
+	install="apt-get install -y -q --no-install-recommends$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	echo "$$install"; \
+	$$install || { echo "apt-get update -q"; apt-get update -q && $$install; } || exit 1; \
+	for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || \
+	    { echo "system-deps: $${pair#*:} installed no $${pair%%:*}" >&2; exit 1; }; \
+	done
+
+test: system-deps install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

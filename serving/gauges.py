@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import Any
 
 import anyio
@@ -29,8 +30,10 @@ LIVE_METRICS = ("roc_auc", "average_precision", "brier", "precision", "recall")
 
 
 def _set(gauge: Any, value: Any, **labels: str) -> None:
-    if isinstance(value, int | float):
-        (gauge.labels(**labels) if labels else gauge).set(float(value))
+    """A figure the snapshot has no value for (too few rows) is NaN, not the last value shown:
+    an alert must not keep firing on a stale number."""
+    number = float(value) if isinstance(value, int | float) else math.nan
+    (gauge.labels(**labels) if labels else gauge).set(number)
 
 
 def show(snapshot: MonitoringSnapshot) -> None:

@@ -112,12 +112,28 @@ def _manifests() -> list[Path]:
     return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 
 
-def _k8s(kind: str) -> dict:
-    for path in _manifests():
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["kind"] == kind:
-                return doc
-    raise AssertionError(f"no {kind} under deploy/k8s")
+def _k8s_all(kind: str) -> list[dict]:
+    return [
+        doc
+        for path in _manifests()
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc["kind"] == kind
+    ]
+
+
+def _k8s(kind: str, name: str | None = None) -> dict:
+    """The one `kind` under deploy/k8s, or the one of that `name` (there are two CronJobs)."""
+    found = [d for d in _k8s_all(kind) if name is None or d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} {kind} named {name or 'anything'} under deploy/k8s"
+    return found[0]
+
+
+def _workloads() -> list[dict]:
+    return [doc for kind in WORKLOADS for doc in _k8s_all(kind)]
+
+
+PURGE = "attrition-purge"
+MONITOR = "attrition-monitor"
 
 
 def _template(doc: dict) -> dict:
@@ -130,8 +146,8 @@ def _pod(doc: dict) -> dict:
     return _template(doc)["spec"]
 
 
-def _container(kind: str) -> dict:
-    (container,) = _pod(_k8s(kind))["containers"]
+def _container(kind: str, name: str | None = None) -> dict:
+    (container,) = _pod(_k8s(kind, name))["containers"]
     return container
 
 
@@ -308,9 +324,10 @@ def test_built_bento_serves_predictions_with_a_key(bento: dict):
 
 def _deployed_env() -> Iterator[tuple[str, str]]:
     """(where, variable) for every variable the Kubernetes and Compose files set."""
-    for kind in WORKLOADS:
-        for variable in _container(kind).get("env", []):
-            yield f"deploy/k8s {kind}", variable["name"]
+    for doc in _workloads():
+        (container,) = _pod(doc)["containers"]
+        for variable in container.get("env", []):
+            yield f"deploy/k8s {doc['kind']} {doc['metadata']['name']}", variable["name"]
     for name, service in _compose()["services"].items():
         for variable in service.get("environment", {}):  # a mapping, or a list of NAME=value
             yield f"deploy/compose.yaml {name}", variable.split("=", 1)[0]
@@ -331,7 +348,8 @@ def test_every_application_variable_deployed_is_one_the_settings_read():
 def test_migrations_and_purge_run_commands_the_cli_has():
     _parses_as_cli(_container("Job")["args"])
     _parses_as_cli(_compose()["services"]["migrate"]["command"])
-    _parses_as_cli(_container("CronJob")["args"])
+    for name in (PURGE, MONITOR):
+        _parses_as_cli(_container("CronJob", name)["args"])
 
 
 # --- Kubernetes -----------------------------------------------------------------------------
@@ -390,11 +408,13 @@ def test_k8s_workloads_connect_as_their_database_role():
         "DATABASE_URL": service,
         "ATTRITION_ADMIN_DATABASE_URL": admin,
     }
-    assert _secret_env(_container("CronJob")) == {"ATTRITION_ADMIN_DATABASE_URL": admin}
+    assert _secret_env(_container("CronJob", PURGE)) == {"ATTRITION_ADMIN_DATABASE_URL": admin}
+    # The monitoring job only reads and appends a snapshot: the service's role is enough.
+    assert _secret_env(_container("CronJob", MONITOR)) == {"DATABASE_URL": service}
 
 
 def test_purge_cronjob_keeps_at_least_the_floor_and_never_overlaps():
-    cronjob, purge = _k8s("CronJob"), _container("CronJob")
+    cronjob, purge = _k8s("CronJob", PURGE), _container("CronJob", PURGE)
     command = purge["args"]
     args = build_parser().parse_args(command[command.index("-m") + 2 :])
     assert args.handler.__name__ == "purge" and not args.dry_run
@@ -404,7 +424,10 @@ def test_purge_cronjob_keeps_at_least_the_floor_and_never_overlaps():
     assert purge["image"] == _container("Deployment")["image"]
     # rollout.sh applies the migration alone by its component label: the purge is not one.
     label = "app.kubernetes.io/component"
-    labels = [_template(_k8s(kind))["metadata"]["labels"][label] for kind in ("Job", "CronJob")]
+    labels = [
+        _template(_k8s(kind, name))["metadata"]["labels"][label]
+        for kind, name in (("Job", None), ("CronJob", PURGE))
+    ]
     assert labels[0] != labels[1]
 
 
@@ -418,9 +441,10 @@ def test_k8s_pods_fit_the_service_configuration():
     cores = int(cpu_limit[:-1]) / 1000 if cpu_limit.endswith("m") else float(cpu_limit)
     assert config["workers"] <= cores
     # runAsNonRoot can only be checked against a numeric user.
-    for kind in WORKLOADS:
-        context = _pod(_k8s(kind))["securityContext"]
-        assert context["runAsNonRoot"] is True and isinstance(context["runAsUser"], int), kind
+    for doc in _workloads():
+        context = _pod(doc)["securityContext"]
+        name = doc["metadata"]["name"]
+        assert context["runAsNonRoot"] is True and isinstance(context["runAsUser"], int), name
 
 
 def _surge(deployment: dict, replicas: int) -> int:
@@ -547,8 +571,9 @@ def test_rollout_migrates_first_then_rolls_the_api(tmp_path: Path):
     (image,) = overlay["images"]
     assert (image["newName"], image["newTag"]) == ("registry.local:5000/acme/attrition", "abc123")
     # The overlay's `images` entry matches the image both workloads name.
-    for kind in WORKLOADS:
-        assert _container(kind)["image"].split(":")[0] == image["name"]
+    for doc in _workloads():
+        (container,) = _pod(doc)["containers"]
+        assert container["image"].split(":")[0] == image["name"], doc["metadata"]["name"]
 
 
 def test_rollout_stops_when_the_migration_fails(tmp_path: Path):
