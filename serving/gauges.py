@@ -8,8 +8,6 @@ worker shows the same values. The scoring switch gauge comes from the switch rea
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 from typing import Any
@@ -22,6 +20,7 @@ from persistence.errors import StoreError
 from persistence.monitoring import latest_snapshot
 from persistence.tables import MonitoringSnapshot
 from serving import metrics
+from serving.background import Periodic
 from serving.switch import ScoringSwitchReader
 
 logger = logging.getLogger(__name__)
@@ -54,7 +53,9 @@ def show(snapshot: MonitoringSnapshot) -> None:
     _set(metrics.SNAPSHOT_TIMESTAMP, snapshot.created_at.timestamp())
 
 
-class GaugeRefresher:
+class GaugeRefresher(Periodic):
+    what = "refreshing the monitoring gauges"
+
     def __init__(
         self,
         engine: sa.Engine,
@@ -63,17 +64,16 @@ class GaugeRefresher:
         *,
         interval: float = 60.0,
     ) -> None:
+        super().__init__(interval)
         self.engine = engine
         self.model_tag = model_tag
         self.switch = switch
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
 
     def _latest(self) -> MonitoringSnapshot | None:
         with session_scope(self.engine) as session:
             return latest_snapshot(session, self.model_tag)
 
-    async def refresh(self) -> None:
+    async def tick(self) -> None:
         state = await self.switch.state()
         metrics.SCORING_SUSPENDED.set(1.0 if state.suspended else 0.0)
         try:
@@ -84,21 +84,7 @@ class GaugeRefresher:
         if snapshot is not None:
             show(snapshot)
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:  # the task must outlive one bad snapshot
-                logger.exception("refreshing the monitoring gauges failed")
-            await asyncio.sleep(self.interval)
-
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Show the latest snapshot at once, then every `interval` seconds."""
+        await self.tick()
+        await super().start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import Body, FastAPI, Query, Request
@@ -77,8 +77,12 @@ def _caller(request: Request) -> Caller:
     return caller
 
 
-def _query(request: Request) -> dict[str, Any]:
-    return dict(request.query_params)
+def _log_read(access: AccessLog, request: Request, employee_ids: list[int | None]) -> None:
+    """A read that returned person-level scores goes to the access log (an empty page does
+    not: it showed nobody)."""
+    if employee_ids:
+        query = dict(request.query_params) or None
+        access.record(_caller(request).name, request.url.path, query, employee_ids)
 
 
 def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
@@ -104,7 +108,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
                     "reviews": [ReviewOut.model_validate(r) for r in reviews],
                 }
             )
-        access.record(_caller(request).name, request.url.path, None, [record.employee_id])
+        _log_read(access, request, [record.employee_id])
         return detail
 
     @app.post("/predictions/{prediction_id}/reviews", response_model=ReviewOut, status_code=201)
@@ -139,13 +143,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
         with session_scope(engine) as session:
             total, rows = prediction_history(session, filters, offset=offset, limit=limit)
             items = [StoredPrediction.model_validate(r) for r in rows]
-        if items:
-            access.record(
-                _caller(request).name,
-                request.url.path,
-                _query(request),
-                [i.employee_id for i in items],
-            )
+        _log_read(access, request, [i.employee_id for i in items])
         return HistoryPage(total=total, offset=offset, limit=limit, items=items)
 
     @app.get("/stats", response_model=Stats)
@@ -218,13 +216,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
                 )
                 for row in rows
             ]
-        if items:
-            access.record(
-                _caller(request).name,
-                request.url.path,
-                _query(request),
-                [i.employee_id for i in items],
-            )
+        _log_read(access, request, [i.employee_id for i in items])
         return AtRiskPage(total=total, offset=offset, limit=limit, items=items)
 
     @app.get("/audit/access", response_model=AccessPage)

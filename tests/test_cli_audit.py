@@ -35,6 +35,7 @@ from persistence.tables import (
 )
 from settings import get_settings
 from tests.support import databases
+from tests.support.rows import prediction_row
 
 ENV = ("DATABASE_URL", "ATTRITION_ADMIN_DATABASE_URL", "ATTRITION_RETENTION_FLOOR_DAYS")
 
@@ -62,21 +63,8 @@ def database(request, tmp_path, monkeypatch) -> Iterator[str]:
 
 
 def _prediction(days_ago: float) -> PredictionRow:
-    return PredictionRow(
-        id=uuid.uuid4(),
-        created_at=utcnow() - timedelta(days=days_ago),
-        employee_id=None,
-        input={"departement": "Consulting"},
-        probability=0.4,
-        prediction=0,
-        threshold=0.5,
-        model_tag="m:1",
-        top_factors=[],
-        latency_ms=1.0,
-        request_id="r",
-        batch_id=uuid.uuid4(),
-        client="tests",
-        endpoint="/predict",
+    return prediction_row(
+        created_at=utcnow() - timedelta(days=days_ago), input={"departement": "Consulting"}
     )
 
 

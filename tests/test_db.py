@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,9 @@ from cli.main import main as attrition
 from persistence.engine import build_engine, normalise_url, session_scope
 from persistence.errors import StoreRejected, StoreUnavailable
 from persistence.predictions import COLUMNS, PredictionRow, write_predictions
-from persistence.tables import ApiKey, EmployeeRecord, PredictionRecord, utcnow
+from persistence.tables import ApiKey, EmployeeRecord, PredictionRecord
 from settings import get_settings
+from tests.support.rows import prediction_row
 
 CATALOG = """
 SELECT 'column', table_name || '.' || column_name || ' ' || data_type || ' '
@@ -75,22 +75,7 @@ def test_migrations_go_down_and_up_again_on_sqlite(tmp_path):
 
 
 def _prediction(employee_id: int | None = None) -> PredictionRow:
-    return PredictionRow(
-        id=uuid.uuid4(),
-        created_at=utcnow(),
-        employee_id=employee_id,
-        input={"departement": "Consulting", "poste": "Consultant", "annees_dans_l_entreprise": 3},
-        probability=0.25,
-        prediction=0,
-        threshold=0.5,
-        model_tag="m:1",
-        top_factors=[],
-        latency_ms=1.0,
-        request_id="r",
-        batch_id=uuid.uuid4(),
-        client="tests",
-        endpoint="/predict",
-    )
+    return prediction_row(employee_id=employee_id)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
