@@ -13,7 +13,6 @@ import gc
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
@@ -47,7 +46,7 @@ from serving.responses import (
     ScoringState,
     predictions_response,
 )
-from serving.routes import ModelTag, build_routes
+from serving.routes import ModelTag, Moment, build_routes
 from serving.switch import ScoringSwitchReader
 from settings import get_settings
 from training.contract import Employee
@@ -188,8 +187,8 @@ class Attrition:
     def performance(
         self,
         model_tag: ModelTag = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment = None,
+        until: Moment = None,
         horizon_days: Annotated[int, Query(ge=1, le=3650)] = 365,
     ) -> dict[str, Any]:
         """Live performance against outcomes (horizon rule), overall and per cohort month,
@@ -209,8 +208,8 @@ class Attrition:
     def drift(
         self,
         model_tag: ModelTag = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment = None,
+        until: Moment = None,
     ) -> dict[str, Any]:
         """Drift of the latest input per employee in the window against the served model's
         training reference: PSI and a chi-square test per feature, the score, a status."""

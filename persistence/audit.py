@@ -71,7 +71,8 @@ def _page(
     session: Session, statement: Any, created: Any, offset: int, limit: int
 ) -> tuple[int, list[Any]]:
     total = session.exec(select(sa.func.count()).select_from(statement.subquery())).one()
-    rows = session.exec(statement.order_by(created.desc()).offset(offset).limit(limit))
+    order = (created.desc(), statement.selected_columns.id.desc())  # ties: newest id first
+    rows = session.exec(statement.order_by(*order).offset(offset).limit(limit))
     return int(total), list(rows)
 
 

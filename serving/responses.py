@@ -104,7 +104,7 @@ class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Decision
-    note: str = Field("", max_length=2000)
+    note: str = Field("", max_length=2000, pattern=r"^[^\x00]*$")
 
 
 class ReviewOut(BaseModel):

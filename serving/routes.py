@@ -10,12 +10,13 @@ envelope (`serving.errors.install_handlers`), routing 404/405 included.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
+from pydantic import AfterValidator
 
 from persistence.audit import (
     AuditFilter,
@@ -63,7 +64,20 @@ from serving.responses import (
 # BentoML tags: name[:version], letters, digits and - _ . only.
 MODEL_TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(:[A-Za-z0-9_.-]{1,64})?$"
 ModelTag = Annotated[str | None, Query(pattern=MODEL_TAG_PATTERN)]
-ClientName = Annotated[str | None, Query(min_length=1, max_length=64)]
+# PostgreSQL refuses a NUL character in text: refuse it here as a 422 naming the parameter.
+NO_NUL = r"^[^\x00]*$"
+ClientName = Annotated[str | None, Query(min_length=1, max_length=64, pattern=NO_NUL)]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time with an offset, in UTC; one without, taken as UTC. SQLite compares timestamps as
+    text, so `13:59+02:00` must reach it as `11:59` UTC, like every stored timestamp."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+Moment = Annotated[datetime | None, AfterValidator(_utc)]
 EmployeeIdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -81,8 +95,10 @@ def _log_read(access: AccessLog, request: Request, employee_ids: list[int | None
     """A read that returned person-level scores goes to the access log (an empty page does
     not: it showed nobody)."""
     if employee_ids:
-        query = dict(request.query_params) or None
-        access.record(_caller(request).name, request.url.path, query, employee_ids)
+        route = request.scope.get("route")
+        template = getattr(route, "path", request.url.path)  # `/predictions/{prediction_id}`
+        query = {**request.path_params, **request.query_params} or None
+        access.record(_caller(request).name, template, query, employee_ids)
 
 
 def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
@@ -129,8 +145,8 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
         employee_id: EmployeeIdQuery = None,
         model_tag: ModelTag = None,
         prediction: Annotated[int | None, Query(ge=0, le=1)] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment = None,
+        until: Moment = None,
         client: ClientName = None,
         reviewed: bool | None = None,
         offset: Offset = 0,
@@ -151,8 +167,8 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
         request: Request,
         by: StatsDimension = "departement",
         model_tag: ModelTag = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment = None,
+        until: Moment = None,
     ) -> Stats:
         """Count, positive rate and mean probability per department, job or day; by genre,
         marital status or age band for `audit` keys only."""
@@ -194,8 +210,8 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
     @app.get("/employees/at-risk", response_model=AtRiskPage)
     def employees_at_risk(
         request: Request,
-        departement: Annotated[str | None, Query(max_length=64)] = None,
-        poste: Annotated[str | None, Query(max_length=64)] = None,
+        departement: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+        poste: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
         band: Literal["low", "medium", "high"] | None = None,
         model_tag: ModelTag = None,
         offset: Offset = 0,
@@ -223,9 +239,9 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
     def audit_access(
         client: ClientName = None,
         employee_id: EmployeeIdQuery = None,
-        route: Annotated[str | None, Query(max_length=64)] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        route: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+        since: Moment = None,
+        until: Moment = None,
         offset: Offset = 0,
         limit: Limit = 50,
     ) -> AccessPage:
@@ -240,9 +256,9 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
     @app.get("/audit/refusals", response_model=RefusalPage)
     def audit_refusals(
         client: ClientName = None,
-        route: Annotated[str | None, Query(max_length=256)] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        route: Annotated[str | None, Query(max_length=256, pattern=NO_NUL)] = None,
+        since: Moment = None,
+        until: Moment = None,
         offset: Offset = 0,
         limit: Limit = 50,
     ) -> RefusalPage:

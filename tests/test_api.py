@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, timedelta, timezone
 from types import ModuleType
 from typing import Any
 
@@ -22,11 +23,13 @@ import bentoml
 import prometheus_client
 import pytest
 from fastapi.routing import APIRoute
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.testclient import TestClient
 
-from persistence.engine import build_engine
-from persistence.tables import AuditEvent, EmployeeRecord, PredictionRecord
+from persistence.audit import set_switch
+from persistence.engine import build_engine, session_scope
+from persistence.keys import Role, create_key
+from persistence.tables import AccessEvent, AuditEvent, EmployeeRecord, PredictionRecord
 from serving.gate import Gate
 from settings import get_settings
 from tests.support import REPO, databases
@@ -299,6 +302,196 @@ def test_a_long_request_id_does_not_cost_the_prediction(api):
     assert len(row.request_id) <= 64
 
 
+# --- the audit trail ---------------------------------------------------------------------------
+
+
+def new_key(api: Api, label: str, *roles: Role) -> tuple[str, str]:
+    name = f"api-{label}-{uuid.uuid4().hex[:6]}"
+    engine = build_engine(api.url)
+    try:
+        with session_scope(engine) as session:
+            return name, create_key(session, name, *roles)
+    finally:
+        engine.dispose()
+
+
+def seeded_employee(api: Api, position: int) -> int:
+    engine = build_engine(api.url)
+    try:
+        with Session(engine) as session:
+            return int(
+                session.exec(
+                    select(EmployeeRecord.id).order_by(EmployeeRecord.id).offset(position).limit(1)
+                ).one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_every_predict_route_stores_its_caller_and_route(api):
+    name, key = new_key(api, "asker", "predict")
+    employee_id = seeded_employee(api, 2)
+    single = api.post("/predict", RAW, key=key).json()
+    batch = api.post("/predict_batch", [RAW, RAW], key=key).json()
+    by_id = api.post("/predict_by_id", {"employee_id": employee_id}, key=key).json()
+    expected = {
+        uuid.UUID(single["prediction_id"]): "/predict",
+        uuid.UUID(batch[0]["prediction_id"]): "/predict_batch",
+        uuid.UUID(batch[1]["prediction_id"]): "/predict_batch",
+        uuid.UUID(by_id["prediction_id"]): "/predict_by_id",
+    }
+    rows = api.rows(col(PredictionRecord.id).in_(list(expected)))
+    assert {r.id: (r.client, r.endpoint) for r in rows} == {
+        i: (name, endpoint) for i, endpoint in expected.items()
+    }
+    page = api.client.get(
+        "/history", params={"client": name}, headers=api.headers(api.keys.read)
+    ).json()
+    assert {uuid.UUID(i["id"]): i["endpoint"] for i in page["items"]} == expected
+
+
+def test_reads_of_scores_are_logged_when_the_log_flushes_and_stats_are_not(api):
+    scorer, scorer_key = new_key(api, "scorer", "predict")
+    reader, reader_key = new_key(api, "reader", "read")
+    employee_id = seeded_employee(api, 3)
+    made = api.post("/predict_by_id", {"employee_id": employee_id}, key=scorer_key).json()
+    headers = api.headers(reader_key)
+    assert api.client.get(f"/predictions/{made['prediction_id']}", headers=headers).is_success
+    assert api.client.get(
+        "/history", params={"employee_id": employee_id}, headers=headers
+    ).is_success
+    for by in ("departement", "day"):
+        assert api.client.get("/stats", params={"by": by}, headers=headers).is_success
+    assert api.client.get("/model", headers=headers).is_success
+    api.client.portal.call(api.module.ACCESS.flush)
+
+    engine = build_engine(api.url)
+    try:
+        with Session(engine) as session:
+            events = session.exec(
+                select(AccessEvent).where(col(AccessEvent.client).in_([reader, scorer]))
+            ).all()
+    finally:
+        engine.dispose()
+    assert sorted((e.client, e.route, e.query) for e in events) == sorted(
+        [
+            (reader, "/predictions/{prediction_id}", {"prediction_id": made["prediction_id"]}),
+            (reader, "/history", {"employee_id": str(employee_id)}),
+            (scorer, "/predict_by_id", None),
+        ]
+    )
+    assert all(e.employee_ids == [employee_id] for e in events), events
+
+
+def test_the_stop_switch_in_process(api, monkeypatch):
+    """The switch re-read on every call (ttl 0): the exact answers while suspended."""
+    monkeypatch.setattr(api.module.SWITCH, "ttl", 0)
+    engine = build_engine(api.url)
+    reason = "stopped by the tests"
+    employee_id = seeded_employee(api, 4)
+    try:
+        with session_scope(engine) as session:
+            set_switch(session, suspended=True, reason=reason, actor="tests-api")
+        for path, body in [
+            ("/predict", RAW),
+            ("/predict_batch", [RAW]),
+            ("/predict_by_id", {"employee_id": employee_id}),
+        ]:
+            answer = api.post(path, body)
+            assert answer.status_code == 503, (path, answer.text)
+            assert is_envelope(answer) == {"error": "scoring_suspended", "message": reason}
+        read = api.headers(api.keys.read)
+        for card in (
+            api.client.get("/model", headers=read),
+            api.client.post("/model", headers=read),
+        ):
+            state = card.json()["scoring"]
+            assert (state["suspended"], state["reason"], state["by"]) == (True, reason, "tests-api")
+            assert state["since"] is not None
+        assert api.client.get("/history", headers=read).status_code == 200
+        assert api.client.get("/readyz").status_code == 200
+    finally:
+        with session_scope(engine) as session:
+            set_switch(session, suspended=False, reason="", actor="tests-api")
+        engine.dispose()
+    assert api.post("/predict", RAW).status_code == 200
+    state = api.client.get("/model", headers=api.headers(api.keys.read)).json()["scoring"]
+    assert (state["suspended"], state["by"]) == (False, "tests-api")
+
+
+def test_time_filters_mean_one_instant_whatever_its_offset(api):
+    """`since` and `until` are instants: 13:59+02:00 is 11:59Z, on SQLite (which stores text)
+    as on PostgreSQL, for the history and for the audit trail."""
+    name, key = new_key(api, "timed", "predict")
+    _, auditor = new_key(api, "auditor", "audit")
+    made = api.post("/predict", RAW, key=key).json()
+    api.client.get(f"/predictions/{made['prediction_id']}", headers=api.headers(key))
+    api.client.portal.call(api.module.ACCESS.flush)
+    [row] = api.rows(PredictionRecord.id == uuid.UUID(made["prediction_id"]))
+    scored = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    offsets = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]
+    for zone in offsets:
+        before = (scored - timedelta(minutes=1)).astimezone(zone).isoformat()
+        after = (scored + timedelta(minutes=1)).astimezone(zone).isoformat()
+        for path, headers in [
+            ("/history", api.headers(api.keys.read)),
+            ("/audit/access", api.headers(auditor)),
+        ]:
+
+            def total(path=path, headers=headers, **window: str) -> int:
+                answer = api.client.get(path, params={"client": name, **window}, headers=headers)
+                assert answer.status_code == 200, answer.text
+                return int(answer.json()["total"])
+
+            context = (path, zone)
+            assert total(since=before) == 1, context
+            assert total(since=after) == 0, context
+            assert total(until=after) == 1, context
+            assert total(until=before) == 0, context
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/history", "client"),
+        ("/audit/access", "client"),
+        ("/audit/access", "route"),
+        ("/audit/refusals", "client"),
+        ("/audit/refusals", "route"),
+        ("/employees/at-risk", "departement"),
+        ("/employees/at-risk", "poste"),
+    ],
+)
+def test_a_nul_in_a_text_filter_is_no_server_error(api, path, parameter):
+    """PostgreSQL text cannot hold U+0000 and psycopg2 refuses it before sending the query
+    (a ValueError, not a database error): a filter holding one must be refused as the
+    caller's 422, or match nothing, never a 500."""
+    _, key = new_key(api, "nul", "audit")
+    answer = api.client.get(path, params={parameter: "a\x00b"}, headers=api.headers(key))
+    assert answer.status_code in (200, 422), answer.text
+    if answer.status_code == 422:
+        assert is_envelope(answer)["detail"][0]["field"] == f"query.{parameter}"
+    else:
+        assert answer.json()["total"] == 0
+
+
+def test_reviews_in_process_and_a_nul_in_a_note_is_no_server_error(api):
+    reviewer, review_key = new_key(api, "reviewer", "review")
+    made = api.post("/predict", RAW).json()
+    path = f"/predictions/{made['prediction_id']}/reviews"
+    stored = api.post(path, {"decision": "disagree", "note": "vu en entretien"}, key=review_key)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["reviewer"] == reviewer
+    # U+0000 is valid JSON but PostgreSQL text cannot hold it: refused, or kept, never a 500.
+    nul = api.post(path, {"decision": "agree", "note": "a\x00b"}, key=review_key)
+    assert nul.status_code in (201, 422), nul.text
+    if nul.status_code == 422:
+        assert is_envelope(nul)["detail"][0]["field"].endswith("note")
+    shown = api.client.get(f"/predictions/{made['prediction_id']}", headers=api.headers())
+    notes = [r["note"] for r in shown.json()["reviews"]]
+    assert notes == ["vu en entretien"] + (["a\x00b"] if nul.status_code == 201 else [])
+
+
 # --- one engine -------------------------------------------------------------------------------
 
 
@@ -324,12 +517,23 @@ def test_the_gate_the_apis_and_the_reads_share_the_services_one_engine(api):
 
     assert api.instance.engine is engine
     assert api.instance.predictor.engine is engine
-    reads = [r for r in api.module.reads.routes if isinstance(r, APIRoute)]
-    assert reads, "the read routes are mounted"
-    for route in reads:
+    assert api.module.ACCESS.engine is engine
+    assert api.module.SWITCH.engine is engine
+    routes = [r for r in api.module.routes.routes if isinstance(r, APIRoute)]
+    assert {r.path for r in routes} >= {
+        "/history",
+        "/predictions/{prediction_id}",
+        "/predictions/{prediction_id}/reviews",
+        "/stats",
+        "/audit/access",
+        "/audit/refusals",
+    }
+    for route in routes:
         captured = inspect.getclosurevars(route.endpoint).nonlocals
         if "engine" in captured:
             assert captured["engine"] is engine, route.path
+        if "access" in captured:
+            assert captured["access"] is api.module.ACCESS, route.path
 
 
 # --- every error is the envelope ---------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import prometheus_client
 import pytest
@@ -30,7 +31,9 @@ from starlette.routing import Route
 import db
 from persistence.engine import build_engine, session_scope
 from persistence.keys import create_key, revoke_key
-from persistence.tables import ApiKey, AuditEvent
+from persistence.tables import AccessEvent, ApiKey, AuditEvent
+from serving.access import AccessLog
+from serving.authentication import Caller, caller_of, required_role
 from serving.gate import Gate
 from serving.refusals import RefusalLog
 from tests.support import databases
@@ -40,6 +43,7 @@ pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024
 CAP = 8 * MiB
 UNRECORDED = "attrition_refusals_unrecorded_total"
+ACCESS_UNRECORDED = "attrition_access_events_unrecorded_total"
 # Nothing listens on port 1: connections are refused at once.
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/attrition_none"
 
@@ -78,6 +82,13 @@ def tiny_app(calls: Calls) -> Starlette:
     async def crash(_request: Request) -> PlainTextResponse:
         return PlainTextResponse("Traceback (most recent call last): secret", status_code=500)
 
+    async def whoami(request: Request) -> JSONResponse:
+        calls.count += 1
+        caller = caller_of(request.scope)
+        if caller is None:
+            return JSONResponse({"name": None})
+        return JSONResponse({"name": caller.name, "roles": sorted(caller.roles)})
+
     return Starlette(
         routes=[
             Route("/predict", echo, methods=["POST"]),
@@ -85,6 +96,12 @@ def tiny_app(calls: Calls) -> Starlette:
             Route("/livez", livez),
             Route("/invalid", invalid, methods=["POST"]),
             Route("/crash", crash),
+            Route("/whoami", whoami),
+            Route("/livez/whoami", whoami),
+            Route("/predictions/{prediction_id}/reviews", whoami, methods=["GET", "POST"]),
+            Route("/outcomes", whoami, methods=["POST"]),
+            Route("/audit/access", whoami),
+            Route("/stats", whoami),
         ]
     )
 
@@ -383,6 +400,106 @@ async def test_keys_that_cannot_be_checked_are_a_503_not_a_500():
         engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "role"),
+    [
+        ("GET", "/livez", None),
+        ("GET", "/readyz", None),
+        ("GET", "/metrics", None),
+        ("GET", "/docs.json", None),
+        ("GET", "/static_content/index.css", None),
+        ("POST", "/predict", "predict"),
+        ("GET", "/predict", "predict"),  # any method: a 405 is for callers who may predict
+        ("POST", "/predict_batch", "predict"),
+        ("POST", "/predict_by_id", "predict"),
+        ("POST", "/predictions/00000000-0000-0000-0000-000000000000/reviews", "review"),
+        ("GET", "/predictions/00000000-0000-0000-0000-000000000000/reviews", "read"),
+        ("POST", "/outcomes", "review"),
+        ("GET", "/audit/access", "audit"),
+        ("GET", "/audit/refusals", "audit"),
+        ("POST", "/audit/access", "audit"),
+        ("GET", "/history", "read"),
+        ("GET", "/predictions/00000000-0000-0000-0000-000000000000", "read"),
+        ("GET", "/stats", "read"),
+        ("GET", "/model", "read"),
+        ("POST", "/model", "read"),
+        ("GET", "/employees/at-risk", "read"),
+        ("GET", "/anything-else", "read"),
+        ("GET", "/livez/whoami", "read"),  # a public path's children are not public
+        ("GET", "//predict", "read"),  # routing has no such route: 404 for any reader
+    ],
+)
+def test_the_role_each_route_needs(method, path, role):
+    assert required_role(method, path) == role
+
+
+@pytest.mark.parametrize(
+    ("roles", "may"),
+    [
+        ({"read"}, {"read"}),
+        ({"predict"}, {"read", "predict"}),
+        ({"review"}, {"read", "review"}),
+        ({"audit"}, {"read", "audit"}),
+        ({"predict", "review"}, {"read", "predict", "review"}),
+        ({"predict", "review", "audit"}, {"read", "predict", "review", "audit"}),
+    ],
+)
+def test_every_role_may_read_and_each_adds_only_its_own(roles, may):
+    caller = Caller("someone", frozenset(roles))
+    assert {r for r in ("read", "predict", "review", "audit") if caller.may(r)} == may
+
+
+async def test_each_role_reaches_only_its_routes_and_the_app_sees_the_caller(engine):
+    suffix = uuid.uuid4().hex[:6]
+    held = {
+        "review": ("review",),
+        "audit": ("audit",),
+        "predict+review": ("predict", "review"),
+        "all": ("audit", "predict", "review"),
+    }
+    with session_scope(engine) as session:
+        keys = {
+            label: create_key(session, f"gate-{label}-{suffix}", *roles)
+            for label, roles in held.items()
+        }
+    calls = Calls()
+    gate = make_gate(engine, calls)
+    routes = [
+        ("POST", "/predict", "predict"),
+        ("POST", "/predictions/00000000-0000-0000-0000-000000000000/reviews", "review"),
+        ("POST", "/outcomes", "review"),
+        ("GET", "/audit/access", "audit"),
+        ("GET", "/stats", "read"),
+        ("GET", "/whoami", "read"),
+    ]
+    async with client(gate) as http:
+        for label, roles in held.items():
+            for method, path, needed in routes:
+                answer = await http.request(
+                    method, path, headers={"X-API-Key": keys[label]}, content=b"{}"
+                )
+                context = (label, method, path, answer.text)
+                if needed == "read" or needed in roles:
+                    assert answer.status_code == 200, context
+                    if path != "/predict":  # the echo route; the others say who called
+                        assert answer.json() == {
+                            "name": f"gate-{label}-{suffix}",
+                            "roles": sorted(roles),
+                        }, context
+                else:
+                    assert answer.status_code == 403, context
+                    body = envelope_of(answer)
+                    assert body["error"] == "forbidden"
+                    assert f"{needed!r}" in body["message"] and path in body["message"]
+        public = await http.get("/livez")
+    await gate.refusals.close()
+    assert public.status_code == 200
+    refused = audit_rows(engine)
+    assert {(r.client, r.status) for r in refused} == {
+        (f"gate-{label}-{suffix}", 403) for label in ("review", "audit", "predict+review")
+    }
+
+
 # --- body limits ----------------------------------------------------------------------------
 
 
@@ -663,3 +780,90 @@ async def test_lifespan_passes_through(engine):
 
     await gate({"type": "lifespan"}, nothing, ignore)
     assert seen == ["lifespan"]
+
+
+# --- the access log (the same batched writer, another kind of row) ------------------------
+
+
+def access_unrecorded() -> float:
+    return prometheus_client.REGISTRY.get_sample_value(ACCESS_UNRECORDED) or 0.0
+
+
+async def test_the_access_log_writes_what_was_read_when_it_flushes(engine):
+    log = AccessLog(engine, flush_seconds=3600, max_pending=100)
+    client_name = f"reader-{uuid.uuid4().hex[:6]}"
+    log.record(client_name, "/history", {"employee_id": "7"}, [7, 7, None])
+    log.record(client_name, "/predictions/x", None, [None])
+    many = list(range(1, 301))
+    log.record(client_name, "/employees/at-risk", {"limit": "300"}, many)
+    mine = select(AccessEvent).where(AccessEvent.client == client_name).order_by(AccessEvent.id)
+    with Session(engine) as session:
+        assert session.exec(mine).all() == [], "nothing is written before a flush"
+    await log.flush()
+    await log.close()
+    with Session(engine) as session:
+        rows = session.exec(mine).all()
+    assert [(r.route, r.query, r.employee_ids, r.employee_count) for r in rows] == [
+        ("/history", {"employee_id": "7"}, [7], 3),
+        ("/predictions/x", None, [], 1),
+        ("/employees/at-risk", {"limit": "300"}, many[:100], 300),  # ids capped, count kept
+    ]
+
+
+@pytest.mark.parametrize("outage", ["unreachable", "unmigrated"])
+async def test_an_access_log_outage_is_counted_and_logged_not_raised(
+    outage, tmp_path: Path, caplog
+):
+    url = UNREACHABLE if outage == "unreachable" else f"sqlite:///{tmp_path / 'empty.db'}"
+    engine = build_engine(url)
+    log = AccessLog(engine, flush_seconds=3600, max_pending=100)
+    before = access_unrecorded()
+    try:
+        for i in range(5):
+            log.record("reader", "/history", None, [i + 1])
+        with caplog.at_level(logging.WARNING, logger="serving"):
+            await log.flush()  # must not raise
+        assert access_unrecorded() == before + 5
+        assert any(
+            "could not record 5 person-level reads" in r.getMessage() for r in caplog.records
+        )
+        await log.flush()  # the lost batch is gone, not retried forever
+        assert access_unrecorded() == before + 5
+    finally:
+        await log.close()
+        engine.dispose()
+
+
+async def test_the_access_log_holds_at_most_max_pending_events(engine):
+    log = AccessLog(engine, flush_seconds=3600, max_pending=3)
+    client_name = f"flood-{uuid.uuid4().hex[:6]}"
+    before = access_unrecorded()
+    for i in range(10):
+        log.record(client_name, "/history", None, [i + 1])
+    assert access_unrecorded() == before + 7
+    await log.close()
+    with Session(engine) as session:
+        rows = session.exec(select(AccessEvent).where(AccessEvent.client == client_name)).all()
+    assert sorted(r.employee_ids[0] for r in rows) == [1, 2, 3]
+
+
+async def test_the_access_log_writes_by_itself_from_a_worker_thread(engine):
+    """Sync routes record from worker threads: the task started on the loop writes them."""
+    log = AccessLog(engine, flush_seconds=0.05, max_pending=100)
+    client_name = f"thread-{uuid.uuid4().hex[:6]}"
+    await log.start()
+    try:
+        await anyio.to_thread.run_sync(lambda: log.record(client_name, "/history", None, [1]))
+
+        def written() -> int:
+            with Session(engine) as session:
+                found = session.exec(select(AccessEvent).where(AccessEvent.client == client_name))
+                return len(found.all())
+
+        for _ in range(100):
+            if written():
+                break
+            await asyncio.sleep(0.05)
+        assert written() == 1
+    finally:
+        await log.close()

@@ -69,6 +69,16 @@ def employee(**changes: object) -> Employee:
     return Employee.model_validate(RAW | changes)
 
 
+def request(
+    person: Employee,
+    request_id: str,
+    client: str | None = "tests",
+    endpoint: str = "/predict",
+    employee_id: int | None = None,
+) -> ScoringRequest:
+    return ScoringRequest(person, request_id, client, endpoint, employee_id)
+
+
 def stored_rows(url: str) -> dict[uuid.UUID, PredictionRecord]:
     """What another process would see: a separate engine, committed rows only."""
     engine = build_engine(url)
@@ -86,7 +96,9 @@ def db_errors() -> float:
 def test_answers_come_back_in_order_and_their_rows_are_committed(database, scorer, stored):
     predictor = Predictor(scorer, stored.tag, database.engine)
     employees = [employee(age=age) for age in (22, 41, 58)]
-    requests = [ScoringRequest(e, f"req-{i}") for i, e in enumerate(employees)]
+    requests = [
+        ScoringRequest(e, f"req-{i}", "client-a", "/predict_batch") for i, e in enumerate(employees)
+    ]
     answers = predictor.score_and_store(requests, "predict_batch")
 
     rows = stored_rows(database.url)  # visible to others as soon as the call returns
@@ -106,6 +118,7 @@ def test_answers_come_back_in_order_and_their_rows_are_committed(database, score
         assert row.threshold == answer.threshold == stored.threshold
         assert row.model_tag == answer.model_tag == stored.tag
         assert row.request_id == f"req-{i}"
+        assert (row.client, row.endpoint) == ("client-a", "/predict_batch")
         assert row.input == person.model_dump(mode="json", exclude_none=True)
         # The row keeps every factor the answer shows, as shown (the row may hold more keys).
         answered = [f.model_dump() for f in answer.top_factors]
@@ -115,13 +128,36 @@ def test_answers_come_back_in_order_and_their_rows_are_committed(database, score
         assert row.latency_ms <= answer.latency_ms
 
 
+def test_each_row_keeps_who_asked_and_through_which_route(database, scorer, stored):
+    """The batcher scores callers of /predict and /predict_by_id together: each row keeps its
+    own caller and route, whatever its neighbours'. A key's name is free text: on PostgreSQL
+    the COPY path must carry a tab, a backslash and non-ASCII through unchanged."""
+    predictor = Predictor(scorer, stored.tag, database.engine)
+    odd = "équipe\\rh\tnord \\N"
+    requests = [
+        request(employee(), "a", "alice", "/predict"),
+        request(employee(age=30), "b", odd, "/predict"),
+        request(employee(), "c", "bob", "/predict_by_id", employee_id=SEEDED_ID),
+        request(employee(age=50), "d", None, "/predict_batch"),
+    ]
+    answers = predictor.score_and_store(requests, "predict")
+    rows = stored_rows(database.url)
+    by_request = {rows[a.prediction_id].request_id: rows[a.prediction_id] for a in answers}
+    assert {k: (r.client, r.endpoint) for k, r in by_request.items()} == {
+        "a": ("alice", "/predict"),
+        "b": (odd, "/predict"),
+        "c": ("bob", "/predict_by_id"),
+        "d": (None, "/predict_batch"),
+    }
+
+
 def test_an_unknown_employee_id_is_stored_as_null(database, scorer, stored):
     predictor = Predictor(scorer, stored.tag, database.engine)
     requests = [
-        ScoringRequest(employee(), "known"),  # id_employee 1 is seeded
-        ScoringRequest(employee(id_employee=424242), "unknown"),
-        ScoringRequest(Employee.model_validate(ANONYMOUS), "anonymous"),
-        ScoringRequest(Employee.model_validate(ANONYMOUS), "by-id", employee_id=SEEDED_ID),
+        request(employee(), "known"),  # id_employee 1 is seeded
+        request(employee(id_employee=424242), "unknown"),
+        request(Employee.model_validate(ANONYMOUS), "anonymous"),
+        request(Employee.model_validate(ANONYMOUS), "by-id", employee_id=SEEDED_ID),
     ]
     answers = predictor.score_and_store(requests, "predict")
     rows = stored_rows(database.url)
@@ -140,7 +176,7 @@ def test_an_employee_id_past_the_column_is_an_unknown_employee(database, scorer,
     predictor = Predictor(scorer, stored.tag, database.engine)
     huge = employee().model_copy(update={"id_employee": 10**30})
     answers = predictor.score_and_store(
-        [ScoringRequest(employee(), "neighbour"), ScoringRequest(huge, "huge")], "predict"
+        [request(employee(), "neighbour"), request(huge, "huge")], "predict"
     )
     rows = stored_rows(database.url)
     assert rows[answers[0].prediction_id].employee_id == SEEDED_ID
@@ -151,7 +187,7 @@ def test_an_employee_id_past_the_column_is_an_unknown_employee(database, scorer,
 def test_a_database_outage_is_a_503_and_leaves_no_row(database, scorer, stored):
     """The database stops answering in the middle of the write: no answer, no row."""
     predictor = Predictor(scorer, stored.tag, database.engine)
-    requests = [ScoringRequest(employee(age=30 + i), f"outage-{i}") for i in range(5)]
+    requests = [request(employee(age=30 + i), f"outage-{i}") for i in range(5)]
     errors = db_errors()
     with pytest.raises(Unavailable) as refused:
         if database.backend == "sqlite":
@@ -234,7 +270,7 @@ def test_a_value_postgresql_refuses_is_a_422_and_nothing_is_written(
     try:
         predictor = Predictor(scorer, stored.tag, engine)
         poisoned = employee().model_copy(update={"eval_number": "E_1\u0000"})
-        requests = [ScoringRequest(employee(), "fine"), ScoringRequest(poisoned, "nul")]
+        requests = [request(employee(), "fine"), request(poisoned, "nul")]
         with pytest.raises(Unprocessable) as refused:
             predictor.score_and_store(requests, "predict_batch")
         assert refused.value.status == 422

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import time
 import uuid
@@ -13,9 +15,10 @@ from sqlmodel import Session, col, select
 
 from persistence.engine import build_engine
 from persistence.tables import PredictionRecord as P
+from tests.support import REPO
 from tests.support.databases import embedded_postgres, prepare_database
 from tests.support.payloads import RAW
-from tests.support.servers import Service, kill_server, start_service
+from tests.support.servers import Service, bentoml_serve, kill_server, start_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -121,3 +124,41 @@ def test_kill_9_under_load_loses_no_answered_prediction(
         thread.join(timeout=60)
     assert len(answered) > 50
     assert set(answered) <= stored_ids(url, prefix)
+
+
+def test_an_access_log_that_cannot_be_written_fails_no_read_and_says_how_many(
+    session_home, trained_tag
+):
+    """Person-level reads are answered, then the database goes before their events are
+    written: nothing fails, and the log says how many events were lost (each worker writes
+    what it holds when it stops)."""
+    folder = session_home / "access-outage-pg"
+    postgres = embedded_postgres(folder)
+    url = postgres.get_uri()
+    keys = prepare_database(url)
+    log = session_home / "serve-access-outage.log"
+    env = os.environ | {
+        "DATABASE_URL": url,
+        "BENTOML_CONFIG": str(REPO / "configuration.yaml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "ATTRITION_ACCESS_FLUSH_SECONDS": "60",  # the events wait in memory
+    }
+    server = bentoml_serve(env=env, log=log)
+    try:
+        with httpx.Client(timeout=30) as client:
+            made = client.post(
+                f"{server.url}/predict", json=RAW, headers={"X-API-Key": keys.predict}
+            )
+            assert made.status_code == 200, made.text
+            path = f"/predictions/{made.json()['prediction_id']}"
+            for _ in range(3):
+                read = httpx.get(f"{server.url}{path}", headers={"X-API-Key": keys.read})
+                assert read.status_code == 200, read.text
+        postgres.cleanup()  # the database goes with the three events unwritten
+        server.stop()
+        lost = re.findall(r"could not record (\d+) person-level reads", log.read_text())
+        assert sum(int(n) for n in lost) == 3, server.log_tail()
+        assert "Traceback" not in log.read_text(), server.log_tail()
+    finally:
+        server.stop()
+        postgres.cleanup()
