@@ -20,13 +20,13 @@ from cli.db import connected
 from monitoring.live import live_drift, live_performance
 from persistence.engine import session_scope
 from persistence.monitoring import record_snapshot
+from persistence.tables import as_utc
 from settings import get_settings
 from training.store import load
 
 
 def _when(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return as_utc(datetime.fromisoformat(value))
 
 
 def _worst_psi(report: dict[str, Any]) -> float:

@@ -37,40 +37,41 @@ ACCESS_UNRECORDED = bentoml.metrics.Counter(
     documentation="Person-level reads that could not be written to the access log",
 )
 # Monitoring gauges, set from the latest snapshot the periodic job (`attrition monitor
-# --record`) stored: every worker shows the same values; none computes them.
+# --record`) stored: every worker shows the same values; none computes them. Mode `mostrecent`:
+# a crashed worker's last value loses to the live workers' newer ones (`max` kept it for good).
 DRIFT_PSI = bentoml.metrics.Gauge(
     name="attrition_drift_psi",
     documentation="Population stability index of a feature (or `score`) against training",
     labelnames=["feature"],
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 DRIFT_STATUS = bentoml.metrics.Gauge(
     name="attrition_drift_status",
     documentation="Drift status: -1 insufficient data, 0 stable, 1 watch, 2 drift "
     "(feature `overall` is the worst)",
     labelnames=["feature"],
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 LIVE_METRIC = bentoml.metrics.Gauge(
     name="attrition_live_metric",
     documentation="Live performance on labelled predictions (horizon rule): roc_auc, "
     "average_precision, brier, precision, recall, labelled, pending",
     labelnames=["metric"],
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 TRAINING_METRIC = bentoml.metrics.Gauge(
     name="attrition_training_metric",
     documentation="The served model's cross-validated figure for the same metric",
     labelnames=["metric"],
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 SNAPSHOT_TIMESTAMP = bentoml.metrics.Gauge(
     name="attrition_monitoring_snapshot_timestamp_seconds",
     documentation="When the monitoring snapshot behind these gauges was computed (Unix time)",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 SCORING_SUSPENDED = bentoml.metrics.Gauge(
     name="attrition_scoring_suspended",
     documentation="1 while scoring is suspended (attrition scoring suspend), else 0",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )

@@ -10,7 +10,7 @@ envelope (`serving.errors.install_handlers`), routing 404/405 included.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ from persistence.queries import (
     prediction_history,
     prediction_stats,
 )
+from persistence.tables import as_utc
 from serving.access import AccessLog
 from serving.authentication import Caller, caller_of
 from serving.errors import Forbidden, NotFound, install_handlers, invalid
@@ -69,15 +70,7 @@ NO_NUL = r"^[^\x00]*$"
 ClientName = Annotated[str | None, Query(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time with an offset, in UTC; one without, taken as UTC. SQLite compares timestamps as
-    text, so `13:59+02:00` must reach it as `11:59` UTC, like every stored timestamp."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-Moment = Annotated[datetime | None, AfterValidator(_utc)]
+Moment = Annotated[datetime | None, AfterValidator(lambda m: None if m is None else as_utc(m))]
 EmployeeIdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 Limit = Annotated[int, Query(ge=1, le=500)]
