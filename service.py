@@ -39,6 +39,7 @@ from serving.predictor import Predictor, ScoringRequest
 from serving.refusals import RefusalLog
 from serving.responses import (
     PROBABILITY_UNCALIBRATED,
+    ChallengerCard,
     EmployeeId,
     ModelCard,
     Prediction,
@@ -47,10 +48,11 @@ from serving.responses import (
     predictions_response,
 )
 from serving.routes import ModelTag, Moment, build_routes
+from serving.shadow import ShadowScorer
 from serving.switch import ScoringSwitchReader
 from settings import get_settings
 from training.contract import Employee
-from training.store import from_bento_model
+from training.store import StoredModel, from_bento_model
 
 settings = get_settings()
 disable_unexported_tracing()
@@ -80,6 +82,11 @@ class EmployeeList(ListBody[Employee]):
     root: Annotated[list[Employee], Field(min_length=1, max_length=settings.max_batch_rows)]
 
 
+def _shadow_scorer(stored: StoredModel) -> ShadowScorer:
+    """The challenger scores with its own trained threshold (the override is the champion's)."""
+    return ShadowScorer(stored.scorer(), stored.tag, ENGINE)
+
+
 def _request(ctx: bentoml.Context, employee: Employee, endpoint: str) -> ScoringRequest:
     """Who asked (the gate's caller), through which route, with the caller's `X-Request-ID`
     (cut to the column's 64 characters) or a new one."""
@@ -94,6 +101,10 @@ def _request(ctx: bentoml.Context, employee: Employee, endpoint: str) -> Scoring
 @bentoml.asgi_app(routes, path="/")
 class Attrition:
     model = bentoml.models.BentoModel(settings.model_tag)
+    # Declared on the class so that `bentoml build` packs it too; loaded at start, never on a call.
+    shadow_model = (
+        bentoml.models.BentoModel(settings.shadow_model_tag) if settings.shadow_model_tag else None
+    )
 
     def __init__(self) -> None:
         stored = from_bento_model(self.model)
@@ -101,6 +112,8 @@ class Attrition:
         self.engine = ENGINE
         self.scorer = stored.scorer(settings.threshold_override)
         self.predictor = Predictor(self.scorer, stored.tag, ENGINE)
+        self.challenger = from_bento_model(self.shadow_model) if self.shadow_model else None
+        self.shadow = _shadow_scorer(self.challenger) if self.challenger else None
         self.gauges = GaugeRefresher(
             ENGINE, stored.tag, SWITCH, interval=settings.gauge_refresh_seconds
         )
@@ -116,7 +129,12 @@ class Attrition:
         gc.freeze()
 
     async def _score_batch(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
-        return await anyio.to_thread.run_sync(self.predictor.score_and_store, requests, "predict")
+        answers = await anyio.to_thread.run_sync(
+            self.predictor.score_and_store, requests, "predict"
+        )
+        if self.shadow is not None:  # scheduled only: the answers leave first
+            self.shadow.after(requests, answers)
+        return answers
 
     @bentoml.on_startup
     async def _start_background_tasks(self) -> None:
@@ -126,6 +144,8 @@ class Attrition:
 
     @bentoml.on_shutdown
     async def _stop_background_tasks(self) -> None:
+        if self.shadow is not None:
+            await self.shadow.drain()
         await self.gauges.close()
         await REFUSALS.close()
         await ACCESS.close()
@@ -153,6 +173,8 @@ class Attrition:
         answers = await anyio.to_thread.run_sync(
             self.predictor.score_and_store, requests, "predict_batch"
         )
+        if self.shadow is not None:  # scheduled only: the answers leave first
+            self.shadow.after(requests, answers)
         return predictions_response(answers)  # type: ignore[return-value]
 
     @bentoml.api(route="/predict_by_id")
@@ -245,6 +267,14 @@ class Attrition:
             scoring=ScoringState(
                 suspended=switch.suspended, reason=switch.reason, since=switch.since, by=switch.by
             ),
+            shadow=ChallengerCard(
+                tag=self.challenger.tag,
+                threshold=self.challenger.threshold,
+                training_data=self.challenger.metadata["training_data"],
+                metrics=self.challenger.metadata["metrics"],
+            )
+            if self.challenger
+            else None,
         )
 
 

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # predictions (db/roles.sql).
     admin_database_url: str | None = None
     model_tag: str = "attrition_pipeline:latest"
+    # A challenger scored on live traffic beside the champion, off the answer path; unset = none.
+    shadow_model_tag: str | None = None
     threshold_override: float | None = Field(None, ge=0, le=1)
     data_dir: Path | None = None
     reports_dir: Path = Path("reports")

@@ -69,6 +69,7 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "scoring_switches": ("SELECT",),
     "outcomes": ("SELECT", "INSERT"),
     "monitoring_snapshots": ("SELECT", "INSERT"),
+    "shadow_predictions": ("SELECT", "INSERT"),
     "api_keys": ("SELECT", "UPDATE (last_used_at)"),
     "alembic_version": (),
 }

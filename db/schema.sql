@@ -160,6 +160,26 @@ CREATE SEQUENCE public.scoring_switches_id_seq
 
 ALTER SEQUENCE public.scoring_switches_id_seq OWNED BY public.scoring_switches.id;
 
+CREATE TABLE public.shadow_predictions (
+    id integer NOT NULL,
+    prediction_id uuid NOT NULL,
+    model_tag character varying(128) NOT NULL,
+    probability double precision NOT NULL,
+    prediction smallint NOT NULL,
+    threshold double precision NOT NULL,
+    created_at timestamp with time zone NOT NULL
+);
+
+CREATE SEQUENCE public.shadow_predictions_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.shadow_predictions_id_seq OWNED BY public.shadow_predictions.id;
+
 ALTER TABLE ONLY public.access_events ALTER COLUMN id SET DEFAULT nextval('public.access_events_id_seq'::regclass);
 
 ALTER TABLE ONLY public.api_keys ALTER COLUMN id SET DEFAULT nextval('public.api_keys_id_seq'::regclass);
@@ -171,6 +191,8 @@ ALTER TABLE ONLY public.monitoring_snapshots ALTER COLUMN id SET DEFAULT nextval
 ALTER TABLE ONLY public.outcomes ALTER COLUMN id SET DEFAULT nextval('public.outcomes_id_seq'::regclass);
 
 ALTER TABLE ONLY public.scoring_switches ALTER COLUMN id SET DEFAULT nextval('public.scoring_switches_id_seq'::regclass);
+
+ALTER TABLE ONLY public.shadow_predictions ALTER COLUMN id SET DEFAULT nextval('public.shadow_predictions_id_seq'::regclass);
 
 ALTER TABLE ONLY public.access_events
     ADD CONSTRAINT access_events_pkey PRIMARY KEY (id);
@@ -208,6 +230,9 @@ ALTER TABLE ONLY public.reviews
 ALTER TABLE ONLY public.scoring_switches
     ADD CONSTRAINT scoring_switches_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.shadow_predictions
+    ADD CONSTRAINT shadow_predictions_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outcomes
     ADD CONSTRAINT uq_outcomes_fact UNIQUE (employee_id, status, event_date);
 
@@ -241,6 +266,12 @@ CREATE INDEX ix_reviews_prediction_id ON public.reviews USING btree (prediction_
 
 CREATE INDEX ix_scoring_switches_created_at ON public.scoring_switches USING btree (created_at);
 
+CREATE INDEX ix_shadow_predictions_created_at ON public.shadow_predictions USING btree (created_at);
+
+CREATE INDEX ix_shadow_predictions_model_tag ON public.shadow_predictions USING btree (model_tag);
+
+CREATE INDEX ix_shadow_predictions_prediction_id ON public.shadow_predictions USING btree (prediction_id);
+
 ALTER TABLE ONLY public.outcomes
     ADD CONSTRAINT outcomes_employee_id_fkey FOREIGN KEY (employee_id) REFERENCES public.employees(id);
 
@@ -250,5 +281,8 @@ ALTER TABLE ONLY public.predictions
 ALTER TABLE ONLY public.reviews
     ADD CONSTRAINT reviews_prediction_id_fkey FOREIGN KEY (prediction_id) REFERENCES public.predictions(id);
 
+ALTER TABLE ONLY public.shadow_predictions
+    ADD CONSTRAINT shadow_predictions_prediction_id_fkey FOREIGN KEY (prediction_id) REFERENCES public.predictions(id);
 
-INSERT INTO public.alembic_version (version_num) VALUES ('0006');
+
+INSERT INTO public.alembic_version (version_num) VALUES ('0007');

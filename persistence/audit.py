@@ -19,6 +19,7 @@ from persistence.tables import (
     PredictionRecord,
     Review,
     ScoringSwitch,
+    ShadowPrediction,
     utcnow,
 )
 
@@ -170,6 +171,9 @@ def purge_counts(session: Session, cutoff: datetime) -> dict[str, int]:
         "reviews": select(sa.func.count())
         .select_from(Review)
         .where(col(Review.prediction_id).in_(old_predictions)),
+        "shadow_predictions": select(sa.func.count())
+        .select_from(ShadowPrediction)
+        .where(col(ShadowPrediction.prediction_id).in_(old_predictions)),
         "predictions": select(sa.func.count()).select_from(old_predictions.subquery()),
         "access_events": select(sa.func.count())
         .select_from(AccessEvent)
@@ -184,8 +188,8 @@ def purge_counts(session: Session, cutoff: datetime) -> dict[str, int]:
 def purge_batch(session: Session, cutoff: datetime) -> dict[str, int]:
     """Delete one batch (at most `PURGE_BATCH` rows of each table) older than `cutoff`.
 
-    A prediction leaves with its reviews (reviews first: they reference it). Call again, in a
-    new transaction, until every count is 0.
+    A prediction leaves with its reviews and its shadow scores (first: they reference it).
+    Call again, in a new transaction, until every count is 0.
     """
     deleted: dict[str, int] = {}
     predictions = list(
@@ -196,6 +200,9 @@ def purge_batch(session: Session, cutoff: datetime) -> dict[str, int]:
         )
     )
     deleted["reviews"] = _delete(session, Review, col(Review.prediction_id).in_(predictions))
+    deleted["shadow_predictions"] = _delete(
+        session, ShadowPrediction, col(ShadowPrediction.prediction_id).in_(predictions)
+    )
     deleted["predictions"] = _delete(
         session, PredictionRecord, col(PredictionRecord.id).in_(predictions)
     )

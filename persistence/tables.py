@@ -181,3 +181,19 @@ class MonitoringSnapshot(SQLModel, table=True):
     model_tag: str = Field(max_length=128)
     drift: dict[str, Any] = Field(sa_type=JSONType)
     performance: dict[str, Any] = Field(sa_type=JSONType)
+
+
+class ShadowPrediction(SQLModel, table=True):
+    """The challenger's score of a call the champion answered: never returned by the predict
+    routes; compared with the champion's by `/compare`."""
+
+    __tablename__ = "shadow_predictions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    prediction_id: uuid.UUID = Field(foreign_key="predictions.id", index=True)
+    model_tag: str = Field(max_length=128, index=True)
+    probability: float
+    prediction: int = Field(sa_type=sa.SmallInteger)
+    threshold: float
+    created_at: datetime = _timestamp(index=True)
+

@@ -75,3 +75,11 @@ SCORING_SUSPENDED = bentoml.metrics.Gauge(
     documentation="1 while scoring is suspended (attrition scoring suspend), else 0",
     multiprocess_mode="mostrecent",
 )
+SHADOW_ROWS = bentoml.metrics.Counter(
+    name="attrition_shadow_rows_written_total",
+    documentation="Rows the shadow challenger scored and stored",
+)
+SHADOW_FAILURES = bentoml.metrics.Counter(
+    name="attrition_shadow_failures_total",
+    documentation="Rows the shadow challenger could not score or store (never fails a call)",
+)

@@ -118,10 +118,23 @@ class ReviewOut(BaseModel):
     created_at: UtcDatetime
 
 
+class ShadowScore(BaseModel):
+    """The challenger's score of the same call (never part of the predict answer)."""
+
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    model_tag: str
+    probability: float
+    prediction: int
+    threshold: float
+    created_at: UtcDatetime
+
+
 class PredictionDetail(StoredPrediction):
-    """One prediction with what people decided about it."""
+    """One prediction with what people decided about it, and the shadow's score if any."""
 
     reviews: list[ReviewOut]
+    shadow: ShadowScore | None = None
 
 
 class HistoryPage(BaseModel):
@@ -245,6 +258,17 @@ class RefusalPage(BaseModel):
     items: list[RefusalEventOut]
 
 
+class ChallengerCard(BaseModel):
+    """The shadow model: scored on live traffic, answered to no one (see `/compare`)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    tag: str
+    threshold: float
+    training_data: dict[str, Any]
+    metrics: dict[str, Any]
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -263,6 +287,7 @@ class ModelCard(BaseModel):
         None, description="fairlearn assessment by genre, age band and marital status"
     )
     scoring: ScoringState
+    shadow: ChallengerCard | None = None
 
 
 class ErrorBody(BaseModel):

@@ -41,6 +41,7 @@ from persistence.queries import (
     prediction_history,
     prediction_stats,
 )
+from persistence.shadow import shadow_of
 from persistence.tables import as_utc
 from serving.access import AccessLog
 from serving.authentication import Caller, caller_of
@@ -57,6 +58,7 @@ from serving.responses import (
     RefusalPage,
     ReviewIn,
     ReviewOut,
+    ShadowScore,
     Stats,
     StatsGroup,
     StoredPrediction,
@@ -111,10 +113,12 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
             if record is None:
                 raise NotFound(f"no prediction {prediction_id}")
             reviews = reviews_of(session, [prediction_id]).get(prediction_id, [])
+            shadows = shadow_of(session, prediction_id)
             detail = PredictionDetail.model_validate(
                 {
                     **StoredPrediction.model_validate(record).model_dump(),
                     "reviews": [ReviewOut.model_validate(r) for r in reviews],
+                    "shadow": ShadowScore.model_validate(shadows[-1]) if shadows else None,
                 }
             )
         _log_read(access, request, [record.employee_id])
