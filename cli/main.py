@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import db, keys, monitor, outcomes, scoring, serve, train
+from cli import compare, db, keys, monitor, outcomes, scoring, serve, train
 from cli.serve import CommandError
 from persistence.errors import StoreError
 from persistence.keys import KeyProblem
 from training.extracts import ExtractError
 from training.store import ModelNotFound
 
-COMMAND_GROUPS = (train, db, keys, outcomes, monitor, scoring, serve)
+COMMAND_GROUPS = (train, db, keys, outcomes, monitor, compare, scoring, serve)
 FAILURES = (ExtractError, ModelNotFound, KeyProblem, CommandError, StoreError)
 
 

@@ -18,9 +18,7 @@ def write_shadow(session: Session, rows: Sequence[ShadowPrediction]) -> None:
 
 
 def shadow_of(session: Session, prediction_id: uuid.UUID) -> list[ShadowPrediction]:
-    statement = select(ShadowPrediction).where(
-        col(ShadowPrediction.prediction_id) == prediction_id
-    )
+    statement = select(ShadowPrediction).where(col(ShadowPrediction.prediction_id) == prediction_id)
     return list(session.exec(statement.order_by(col(ShadowPrediction.created_at))))
 
 
@@ -47,6 +45,7 @@ def shadow_pairs(
         statement = statement.where(col(p.created_at) >= since)
     if until is not None:
         statement = statement.where(col(p.created_at) < until)
+    statement = statement.order_by(col(p.created_at), col(s.id))
     return [
         {
             "employee_id": r.employee_id,
