@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE = "sqlite:///var/attrition.db"
@@ -60,6 +60,21 @@ class Settings(BaseSettings):
     gauge_refresh_seconds: float = Field(60.0, gt=0)
     # Workers re-read the scoring switch (suspend / resume) at least this often.
     switch_check_seconds: float = Field(5.0, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _champion_is_pinned_beside_a_shadow(self) -> Settings:
+        """With a shadow, `latest` may well be the challenger (the newest model in a Bento that
+        holds both): the champion must then be named by its version, and differ."""
+        if self.shadow_model_tag:
+            version = self.model_tag.partition(":")[2]
+            if version in ("", "latest"):
+                raise ValueError(
+                    "ATTRITION_SHADOW_MODEL_TAG is set: ATTRITION_MODEL_TAG must name the "
+                    f"champion's version (name:version), not {self.model_tag!r}"
+                )
+            if self.shadow_model_tag == self.model_tag:
+                raise ValueError("the shadow model must differ from the champion")
+        return self
 
     @property
     def admin_url(self) -> str:

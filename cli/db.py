@@ -164,7 +164,7 @@ def purge(args: argparse.Namespace) -> int:
                 batches += 1
             print(f"deleted, {when}, in {batches} batch(es):")
     for table, count in counts.items():
-        print(f"  {table:<14} {count:>10}")
+        print(f"  {table:<18} {count:>10}")
     return 0
 
 

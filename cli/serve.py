@@ -64,6 +64,8 @@ def serve(_args: argparse.Namespace) -> int:
         if attrition(["train"]) != 0:
             raise CommandError("training failed; see above")
     load(settings.model_tag)
+    if settings.shadow_model_tag:
+        load(settings.shadow_model_tag)  # a missing challenger fails here, not in every worker
     employee_id = ensure_employees(engine)
     ensure_local_key(port := os.environ.get("PORT", "3000"), employee_id)
     os.environ["BENTOML_CONFIG"] = str(ROOT / "configuration.yaml")

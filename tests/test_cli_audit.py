@@ -174,7 +174,13 @@ def test_purge_counts_then_deletes_exactly_the_rows_older_than_days(database, mo
                 )
             )
     engine.dispose()
-    expected = {"reviews": 3, "predictions": 3, "access_events": 2, "audit_events": 1}
+    expected = {
+        "reviews": 3,
+        "shadow_predictions": 0,
+        "predictions": 3,
+        "access_events": 2,
+        "audit_events": 1,
+    }
 
     assert attrition(["db", "purge", "--older-than", "365", "--dry-run"]) == 0
     output = capsys.readouterr().out
