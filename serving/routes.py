@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from pydantic import AfterValidator
 
+from monitoring.compare import compare_report
 from persistence.audit import (
     AuditFilter,
     access_events,
@@ -30,6 +31,7 @@ from persistence.monitoring import (
     AtRiskFilter,
     OutcomeFact,
     at_risk,
+    outcome_facts,
     record_outcomes,
     unknown_employees,
 )
@@ -41,7 +43,7 @@ from persistence.queries import (
     prediction_history,
     prediction_stats,
 )
-from persistence.shadow import shadow_of
+from persistence.shadow import shadow_of, shadow_pairs
 from persistence.tables import as_utc
 from serving.access import AccessLog
 from serving.authentication import Caller, caller_of
@@ -231,6 +233,20 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
             ]
         _log_read(access, request, [i.employee_id for i in items])
         return AtRiskPage(total=total, offset=offset, limit=limit, items=items)
+
+    @app.get("/compare")
+    def compare(
+        since: Moment = None,
+        until: Moment = None,
+        horizon_days: Annotated[int, Query(ge=1, le=3650)] = 365,
+    ) -> dict[str, Any]:
+        """The shadow challenger against the champion on the calls both scored: agreement,
+        mean |dp|, rank correlation, band flips; with outcomes, ROC-AUC, average precision and
+        Brier of each with bootstrap 90 % intervals; a recommendation from a stated rule."""
+        with session_scope(engine) as session:
+            pairs = shadow_pairs(session, since, until)
+            facts = outcome_facts(session, [p["employee_id"] for p in pairs if p["employee_id"]])
+        return compare_report(pairs, facts, horizon_days=horizon_days)
 
     @app.get("/audit/access", response_model=AccessPage)
     def audit_access(

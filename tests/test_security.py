@@ -34,6 +34,7 @@ MATRIX: dict[tuple[str, str], str | None] = {
     ("get", "/employees/at-risk"): "read",
     ("get", "/performance"): "read",
     ("get", "/drift"): "read",
+    ("get", "/compare"): "read",
     ("post", "/predict"): "predict",
     ("post", "/predict_batch"): "predict",
     ("post", "/predict_by_id"): "predict",
