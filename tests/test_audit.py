@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psutil
@@ -30,12 +30,12 @@ from persistence.tables import PredictionRecord, Review
 from settings import Settings
 from tests.support import REPO
 from tests.support.commands import run_cli
+from tests.support.http import ok, poll
 from tests.support.payloads import RAW
 from tests.support.servers import Service, process_family
 from training.extracts import load_extracts
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 
 # The service's default (the session's servers set none): access events and refusals are
 # written every FLUSH seconds; a poll for them gives up WRITTEN_WITHIN seconds after a call.
@@ -74,21 +74,6 @@ def get(server: Service, path: str, key: Key, **params: Any) -> httpx.Response:
 
 def post(server: Service, path: str, key: Key, body: Any, **headers: str) -> httpx.Response:
     return httpx.post(f"{server.url}{path}", headers=key.headers | headers, json=body, timeout=60)
-
-
-def ok(answer: httpx.Response, status: int = 200) -> Any:
-    assert answer.status_code == status, answer.text[:500]
-    return answer.json()
-
-
-def poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-    """`fetch()` until `done` says yes or `timeout` seconds have passed; the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def employee_ids(generated_dir, *positions: int) -> list[int]:

@@ -14,12 +14,12 @@ import secrets
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import numpy as np
@@ -42,6 +42,7 @@ from persistence.predictions import PredictionRow, write_predictions
 from persistence.queries import upsert_employees
 from persistence.tables import Outcome
 from settings import Settings
+from tests.support.http import ok, poll
 from tests.support.payloads import RAW
 from tests.support.rows import prediction_row
 from tests.support.servers import Service
@@ -51,7 +52,6 @@ from training.generator import write_extracts
 from training.store import load
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 
 MIN_ROWS = 200  # the service's default minimum sample for a drift verdict
 SHIFTED = {"age", "heure_supplementaires"}
@@ -97,21 +97,6 @@ def get(server: Service, path: str, key: Key | None, **params: Any) -> httpx.Res
 def post(server: Service, path: str, key: Key | None, body: Any) -> httpx.Response:
     headers = key.headers if key else {}
     return httpx.post(f"{server.url}{path}", headers=headers, json=body, timeout=120)
-
-
-def ok(answer: httpx.Response, status: int = 200) -> Any:
-    assert answer.status_code == status, answer.text[:1000]
-    return answer.json()
-
-
-def poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-    """`fetch()` until `done` says yes or `timeout` seconds have passed; the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
 
 
 def unique_tag(label: str) -> str:
