@@ -196,4 +196,3 @@ class ShadowPrediction(SQLModel, table=True):
     prediction: int = Field(sa_type=sa.SmallInteger)
     threshold: float
     created_at: datetime = _timestamp(index=True)
-
