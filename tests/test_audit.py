@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -30,7 +29,7 @@ from persistence.tables import PredictionRecord, Review
 from settings import Settings
 from tests.support import REPO
 from tests.support.commands import run_cli
-from tests.support.http import ok, poll
+from tests.support.http import Key, ok, poll
 from tests.support.payloads import RAW
 from tests.support.servers import Service, process_family
 from training.extracts import load_extracts
@@ -45,16 +44,6 @@ LANDS_WITHIN = 10  # the issue's promise for suspend and resume, in seconds
 PER_WORKER = 5  # calls in a row each worker must answer alike
 PREDICT_ROUTES = ("/predict", "/predict_batch", "/predict_by_id")
 PARIS_SUMMER = timezone(timedelta(hours=2))
-
-
-@dataclass(frozen=True)
-class Key:
-    name: str
-    secret: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.secret}
 
 
 def new_key(server: Service, label: str, *roles: Role) -> Key:

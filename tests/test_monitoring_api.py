@@ -42,7 +42,7 @@ from persistence.predictions import PredictionRow, write_predictions
 from persistence.queries import upsert_employees
 from persistence.tables import Outcome
 from settings import Settings
-from tests.support.http import ok, poll
+from tests.support.http import Key, ok, poll
 from tests.support.payloads import RAW
 from tests.support.rows import prediction_row
 from tests.support.servers import Service
@@ -62,16 +62,6 @@ _IDS = itertools.count(1_500_000_000 + secrets.randbelow(10**8))
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Key:
-    name: str
-    secret: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.secret}
 
 
 def new_key(database_url: str, label: str, *roles: Role) -> Key:

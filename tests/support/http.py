@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Key:
+    """An API key a test created: its name (what the audit shows) and the secret it sends."""
+
+    name: str
+    secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.secret}
 
 
 def ok(answer: httpx.Response, status: int = 200) -> Any:
