@@ -27,8 +27,9 @@ serve: install
 	$(BIN)/attrition serve
 
 # Commands the tests run that PyPI does not ship, as COMMAND:DEBIAN-PACKAGE pairs: promtool
-# checks deploy/prometheus (tests/test_monitoring_deploy.py). Add a pair to add a tool.
-SYSTEM_TOOLS := promtool:prometheus
+# checks deploy/prometheus (tests/test_monitoring_deploy.py); chromium runs the browser tests
+# (tests/browser/, Playwright drives /usr/bin/chromium). Add a pair to add a tool.
+SYSTEM_TOOLS := promtool:prometheus chromium:chromium
 
 # A no-op when every command is on PATH. Otherwise, as root with apt-get (a Debian or Ubuntu
 # machine, CI's), installs the missing packages, updating the package lists only if the install

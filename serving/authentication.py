@@ -28,9 +28,9 @@ from persistence.tables import utcnow
 from serving.errors import Forbidden, Unauthenticated, Unavailable
 
 PUBLIC_PATHS = frozenset(
-    {"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"}
+    {"/", "/docs", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"}
 )
-PUBLIC_PREFIXES = ("/static_content/", "/assets/")
+PUBLIC_PREFIXES = ("/static_content/", "/assets/", "/ui/static/")
 PREDICT_PATHS = frozenset({"/predict", "/predict_batch", "/predict_by_id"})
 REVIEW_PATHS = frozenset({"/outcomes"})
 AUDIT_PREFIX = "/audit/"

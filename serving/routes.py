@@ -65,6 +65,8 @@ from serving.responses import (
     StatsGroup,
     StoredPrediction,
 )
+from serving.ui.assets import mount_static
+from serving.ui.docs import router as docs_router
 
 # BentoML tags: name[:version], letters, digits and - _ . only.
 MODEL_TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(:[A-Za-z0-9_.-]{1,64})?$"
@@ -99,11 +101,18 @@ def _log_read(access: AccessLog, request: Request, employee_ids: list[int | None
 
 
 def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
+    # One documentation page (serving.ui.docs) on one OpenAPI document (BentoML's /docs.json,
+    # which includes these routes): FastAPI's own CDN-loaded pages and partial document are off.
     app = FastAPI(
         title="attrition read API",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
         responses={status: {"model": ErrorBody} for status in (401, 403, 404, 422, 503)},
     )
     install_handlers(app)
+    mount_static(app)
+    app.include_router(docs_router)
 
     @app.get("/predictions/{prediction_id}", response_model=PredictionDetail)
     def one_prediction(

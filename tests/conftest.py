@@ -18,6 +18,7 @@ import pytest
 
 from cli.main import main as attrition
 from tests.support import databases
+from tests.support.inprocess import Api, running
 from tests.support.servers import Service, start_service
 from training.generator import write_extracts
 
@@ -96,3 +97,26 @@ def server(
     running = start_service(url, keys, session_home / f"serve-{request.param}.log")
     yield running
     running.stop()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def api(
+    request: pytest.FixtureRequest,
+    trained_tag: str,
+    generated_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Api]:
+    """The service in process on a fresh database of each backend, one per test module."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'api.db'}"
+        keys = databases.prepare_database(url, seed_dir=generated_dir)
+        with running("sqlite", url, keys, trained_tag) as api:
+            yield api
+    else:
+        server = request.getfixturevalue("postgres_server")
+        with databases.fresh_database(server) as url:
+            keys = databases.prepare_database(url, seed_dir=generated_dir)
+            with running("postgres", url, keys, trained_tag) as api:
+                yield api

@@ -1,0 +1,11 @@
+// Swagger UI on the service's own OpenAPI document. validatorUrl: null keeps Swagger UI from
+// sending the document to validator.swagger.io (a third-party host).
+window.addEventListener("load", function () {
+  window.ui = SwaggerUIBundle({
+    url: "/docs.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis],
+  });
+});
