@@ -70,6 +70,7 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "outcomes": ("SELECT", "INSERT"),
     "monitoring_snapshots": ("SELECT", "INSERT"),
     "shadow_predictions": ("SELECT", "INSERT"),
+    "ui_sessions": ("SELECT", "INSERT", "UPDATE (last_seen_at, ended_at)"),
     "api_keys": ("SELECT", "UPDATE (last_used_at)"),
     "alembic_version": (),
 }

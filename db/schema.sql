@@ -180,6 +180,29 @@ CREATE SEQUENCE public.shadow_predictions_id_seq
 
 ALTER SEQUENCE public.shadow_predictions_id_seq OWNED BY public.shadow_predictions.id;
 
+CREATE TABLE public.ui_sessions (
+    id integer NOT NULL,
+    token_hash character varying(64) NOT NULL,
+    key_id character varying(16) NOT NULL,
+    client character varying(64) NOT NULL,
+    csrf_token character varying(64) NOT NULL,
+    address character varying(64),
+    created_at timestamp with time zone NOT NULL,
+    last_seen_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    ended_at timestamp with time zone
+);
+
+CREATE SEQUENCE public.ui_sessions_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.ui_sessions_id_seq OWNED BY public.ui_sessions.id;
+
 ALTER TABLE ONLY public.access_events ALTER COLUMN id SET DEFAULT nextval('public.access_events_id_seq'::regclass);
 
 ALTER TABLE ONLY public.api_keys ALTER COLUMN id SET DEFAULT nextval('public.api_keys_id_seq'::regclass);
@@ -193,6 +216,8 @@ ALTER TABLE ONLY public.outcomes ALTER COLUMN id SET DEFAULT nextval('public.out
 ALTER TABLE ONLY public.scoring_switches ALTER COLUMN id SET DEFAULT nextval('public.scoring_switches_id_seq'::regclass);
 
 ALTER TABLE ONLY public.shadow_predictions ALTER COLUMN id SET DEFAULT nextval('public.shadow_predictions_id_seq'::regclass);
+
+ALTER TABLE ONLY public.ui_sessions ALTER COLUMN id SET DEFAULT nextval('public.ui_sessions_id_seq'::regclass);
 
 ALTER TABLE ONLY public.access_events
     ADD CONSTRAINT access_events_pkey PRIMARY KEY (id);
@@ -233,6 +258,12 @@ ALTER TABLE ONLY public.scoring_switches
 ALTER TABLE ONLY public.shadow_predictions
     ADD CONSTRAINT shadow_predictions_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.ui_sessions
+    ADD CONSTRAINT ui_sessions_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.ui_sessions
+    ADD CONSTRAINT ui_sessions_token_hash_key UNIQUE (token_hash);
+
 ALTER TABLE ONLY public.outcomes
     ADD CONSTRAINT uq_outcomes_fact UNIQUE (employee_id, status, event_date);
 
@@ -272,6 +303,10 @@ CREATE INDEX ix_shadow_predictions_model_tag ON public.shadow_predictions USING 
 
 CREATE INDEX ix_shadow_predictions_prediction_id ON public.shadow_predictions USING btree (prediction_id);
 
+CREATE INDEX ix_ui_sessions_created_at ON public.ui_sessions USING btree (created_at);
+
+CREATE INDEX ix_ui_sessions_key_id ON public.ui_sessions USING btree (key_id);
+
 ALTER TABLE ONLY public.outcomes
     ADD CONSTRAINT outcomes_employee_id_fkey FOREIGN KEY (employee_id) REFERENCES public.employees(id);
 
@@ -285,4 +320,4 @@ ALTER TABLE ONLY public.shadow_predictions
     ADD CONSTRAINT shadow_predictions_prediction_id_fkey FOREIGN KEY (prediction_id) REFERENCES public.predictions(id);
 
 
-INSERT INTO public.alembic_version (version_num) VALUES ('0007');
+INSERT INTO public.alembic_version (version_num) VALUES ('0008');

@@ -196,3 +196,27 @@ class ShadowPrediction(SQLModel, table=True):
     prediction: int = Field(sa_type=sa.SmallInteger)
     threshold: float
     created_at: datetime = _timestamp(index=True)
+
+
+class UiSession(SQLModel, table=True):
+    """A sign-in to the HR page (`/ui`): the browser holds a random token in an HttpOnly cookie;
+    only its SHA-256 is kept here, never the API key it was opened with.
+
+    The rows are also the audit of sign-ins (who, from where, when, until when); failed sign-ins
+    are refusals (`audit_events`). A session ends at `ended_at` (signed out), after an idle gap
+    past `last_seen_at`, or at `expires_at` (absolute), whichever comes first.
+    """
+
+    __tablename__ = "ui_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    # The key it was opened with: a revoked key ends its sessions (the gate's key cache TTL).
+    key_id: str = Field(max_length=16, index=True)
+    client: str = Field(max_length=64)
+    csrf_token: str = Field(max_length=64)
+    address: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _timestamp(index=True)
+    last_seen_at: datetime = _timestamp()
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    ended_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
