@@ -71,8 +71,15 @@ format: install
 bench: install
 	$(BIN)/python bench/run.py
 
+# The models the Bento carries are those MODELS names (deploy/models.env: the champion, pinned,
+# and an optional shadow challenger; the service declares both, so `bentoml build` packs both).
+# `make bento MODELS=` builds with the environment as it is (without either variable: the
+# store's latest model alone).
+MODELS := deploy/models.env
+
 bento: install
-	BENTOML_CONFIG=configuration.yaml $(BIN)/bentoml build -f bentofile.yaml
+	@models="$(if $(MODELS),$$(scripts/models.sh env $(MODELS)))" && set -x && \
+	env $$models BENTOML_CONFIG=configuration.yaml $(BIN)/bentoml build -f bentofile.yaml
 
 image: bento  ## needs a container engine (docker or podman); CI's CD job runs it
 	$(BIN)/bentoml containerize attrition:latest

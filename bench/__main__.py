@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -23,12 +24,15 @@ from bench.load import Context, ensure_wrk, serve_and_measure
 from bench.monitor import RssSampler
 from bench.report import machine, table, write_results
 from bench.server import Server, server_config
+from bench.shadow import measure_shadow
 from bench.targets import evaluate_targets
 from tests.support import REPO
 from tests.support.commands import run_cli
 from tests.support.payloads import ANONYMOUS
 
 MODEL_NAME = "attrition_pipeline"
+TRAINING = ("--generated-rows", "1176", "--folds", "3")
+CHALLENGER_SEED = "7"  # not the CLI's default, with which the benchmark trains its champion
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-disabled", action="store_true", help="skip the batching-disabled server"
+    )
+    parser.add_argument(
+        "--skip-shadow", action="store_true", help="skip the server with a shadow challenger"
     )
     parser.add_argument(
         "--wait-quiet",
@@ -105,6 +112,25 @@ def attrition(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+def shadow_store(home: Path, tmp: Path, env: dict[str, str]) -> tuple[Path, str, str]:
+    """(store, champion, challenger): a store of its own holding a copy of the benchmark's
+    model (the champion) and a challenger trained with another seed. The benchmark's store,
+    which may be the user's, is left as it was: its `latest` stays the champion."""
+    store = tmp / "bentoml-shadow"
+    log(f"training a challenger into {store} (generated data, seed {CHALLENGER_SEED})")
+    out = attrition(
+        env | {"BENTOML_HOME": str(store), "ATTRITION_REPORTS_DIR": str(tmp / "reports-shadow")},
+        *("train", *TRAINING, "--seed", CHALLENGER_SEED),
+    )
+    found = re.search(rf"^saved ({MODEL_NAME}:\w+)", out, re.MULTILINE)
+    if found is None:
+        raise BenchError(f"attrition train printed no saved tag:\n{out[-2000:]}")
+    version = (home / "models" / MODEL_NAME / "latest").read_text().strip()
+    models = home / "models" / MODEL_NAME
+    shutil.copytree(models / version, store / "models" / MODEL_NAME / version)
+    return store, f"{MODEL_NAME}:{version}", found.group(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not ensure_wrk():
@@ -129,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             home = default_store()
             if args.fresh_store or not store_has_model(home):
                 home = tmp / "bentoml"
-            env = os.environ | {
+            env = {k: v for k, v in os.environ.items() if k != "ATTRITION_SHADOW_MODEL_TAG"}
+            env |= {
                 "BENTOML_HOME": str(home),
                 "DATABASE_URL": url,
                 "ATTRITION_DATABASE_URL": url,
@@ -139,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             if not store_has_model(home):
                 log(f"training a model into {home} (generated data, 1176 rows, 3 folds)")
-                attrition(env, "train", "--generated-rows", "1176", "--folds", "3")
+                attrition(env, "train", *TRAINING)
             results["bentoml_home"] = "temporary" if home.is_relative_to(tmp) else str(home)
             attrition(env, "db", "upgrade")
             key = attrition(env, "keys", "create", f"bench-{secrets.token_hex(3)}")
@@ -149,10 +176,25 @@ def main(argv: list[str] | None = None) -> int:
 
             workers = args.workers
             config = server_config(tmp, "bench", workers=workers)
+            shadow_pair: tuple[Server, Server] | None = None
+            if not args.skip_shadow:  # trained first: training would stand between the runs
+                store, champion, challenger = shadow_store(home, tmp, env)
+                results["shadow_models"] = {"champion": champion, "challenger": challenger}
+                pinned = {"ATTRITION_MODEL_TAG": champion}
+                shadow_env = env | {"BENTOML_HOME": str(store)}
+                shadow_pair = (
+                    Server("no-shadow", config, shadow_env, tmp, pinned),
+                    Server(
+                        *("shadow", config, shadow_env, tmp),
+                        pinned | {"ATTRITION_SHADOW_MODEL_TAG": challenger},
+                    ),
+                )
             batching = Server("batching", config, env, tmp)
             results["batching"] = serve_and_measure(
                 ctx, batching, batch_sizes=args.batch_sizes, flood=args.flood
             )
+            if shadow_pair is not None:
+                results |= measure_shadow(ctx, *shadow_pair)
             if not args.skip_disabled:
                 # Batch size 1 = batching disabled: every call is its own batch.
                 disabled = Server("disabled", config, env, tmp, {"ATTRITION_BATCH_MAX_SIZE": "1"})
@@ -181,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     results["elapsed_s"] = round(time.monotonic() - began, 1)
+    results["load_average_end"] = [round(load, 2) for load in os.getloadavg()]
     results["targets"] = evaluate_targets(results)
     path = write_results(results, args.results_dir)
     print(table(results))

@@ -59,7 +59,8 @@ def bench_database(tmp: Path) -> Iterator[tuple[str, str]]:
 
 
 class Rows:
-    """Counts of the `predictions` table, on one autocommit connection."""
+    """Counts of the `predictions` and `shadow_predictions` tables, on one autocommit
+    connection."""
 
     def __init__(self, url: str) -> None:
         self.connection = psycopg2.connect(libpq(url), connect_timeout=5)
@@ -74,6 +75,9 @@ class Rows:
     def count(self) -> int:
         return self._count("SELECT count(*) FROM predictions")
 
+    def shadow_count(self) -> int:
+        return self._count("SELECT count(*) FROM shadow_predictions")
+
     def refusals_since(self, since: datetime) -> tuple[int, int]:
         """(audit rows, refused calls they count) of invalid keys since `since`."""
         with self.connection.cursor() as cursor:
@@ -85,16 +89,18 @@ class Rows:
             rows, counted = cursor.fetchone() or (0, 0)
         return int(rows), int(counted)
 
-    def settled(self, timeout: float = 15.0) -> int:
-        """The count once calls still in the server have landed (stable for 0.6 s)."""
+    def settled(self, timeout: float = 15.0, *, shadow: bool = False) -> int:
+        """The count (of the shadow's rows with `shadow`) once calls still in the server have
+        landed (stable for 0.6 s)."""
+        count = self.shadow_count if shadow else self.count
         deadline = time.monotonic() + timeout
-        last = self.count()
+        last = count()
         while time.monotonic() < deadline:
             time.sleep(0.3)
-            now = self.count()
+            now = count()
             if now == last:
                 time.sleep(0.3)
-                again = self.count()
+                again = count()
                 if again == now:
                     return now
                 now = again

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import BENCH, BenchError, log
 from bench.database import Rows
@@ -56,6 +57,17 @@ def batch_totals(url: str, endpoint: str = "predict") -> tuple[float, float]:
     return totals["sum"], totals["count"]
 
 
+def counter_total(url: str, name: str) -> float:
+    """A counter of the server's /metrics, summed over its workers and labels."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.endswith(name)
+    )
+
+
 @dataclass
 class Context:
     args: argparse.Namespace
@@ -67,9 +79,11 @@ class Context:
     sampler: RssSampler
     checks: list[dict[str, Any]] = field(default_factory=list)
 
-    def check(self, run: str, rows: int, answered: int, in_flight: int, found: int) -> bool:
-        """Every 2xx answer has its row; extra rows only for calls abandoned in flight."""
-        ok = found == answered and answered <= rows <= answered + in_flight
+    def check(self, run: str, rows: int, answered: int, in_flight: int, found: int) -> int:
+        """Every 2xx answer has its row; extra rows only for calls abandoned in flight. Returns
+        the mismatches: answers whose row is missing, plus rows no call accounts for."""
+        mismatch = abs(answered - found) + max(0, rows - answered - in_flight)
+        ok = mismatch == 0  # then rows >= answered too: the found rows are among them
         self.checks.append(
             {
                 "run": run,
@@ -85,7 +99,7 @@ class Context:
                 f"ROWS MISMATCH in {run}: {rows} rows, {answered} 2xx answers "
                 f"({found} of their ids found), {in_flight} abandoned in flight"
             )
-        return ok
+        return mismatch
 
 
 def run_wrk(
@@ -132,7 +146,7 @@ def run_wrk(
     )
     calls = batch_count_after - batch_count
     run = f"{server.name} /predict c={connections} {label}"
-    ok = ctx.check(run, after - before, answered, in_flight, ctx.rows.found(ids))
+    mismatch = ctx.check(run, after - before, answered, in_flight, ctx.rows.found(ids))
     latency = result["latency_ms"]
     summary = {
         "server": server.name,
@@ -153,8 +167,12 @@ def run_wrk(
         "mean_batch": round((batch_sum_after - batch_sum) / calls, 2) if calls else None,
         "pipeline_calls": int(calls),
         "rows_written": after - before,
-        "rows_ok": ok,
-        "peak_rss_mb": round(ctx.sampler.peaks.get(f"{server.name}/{label}", 0) / 2**20, 1),
+        "rows_ok": not mismatch,
+        "rows_mismatch": mismatch,
+        "peak_rss_mb": round(ctx.sampler.peak(f"{server.name}/{label}") / 2**20, 1),
+        "peak_worker_rss_mb": round(
+            ctx.sampler.peak(f"{server.name}/{label}", worker=True) / 2**20, 1
+        ),
         "foreign_cpu_pct": round(cpu.foreign_pct, 1),
         "steal_cpu_pct": round(cpu.steal_pct, 1),
         "workers_cpu_pct": cpu.workers_pct,
@@ -195,7 +213,7 @@ def run_predict_batch(ctx: Context, server: Server, size: int, calls: int) -> di
     after = ctx.rows.settled()
     answered = sum(size for s in statuses if s == 200)
     run = f"{server.name} /predict_batch n={size}"
-    ok = ctx.check(run, after - before, answered, 0, ctx.rows.found(ids))
+    mismatch = ctx.check(run, after - before, answered, 0, ctx.rows.found(ids))
     median = statistics.median(timings)
     summary = {
         "size": size,
@@ -207,15 +225,23 @@ def run_predict_batch(ctx: Context, server: Server, size: int, calls: int) -> di
         "statuses": statuses,
         "errors": sum(1 for s in statuses if s != 200),
         "rows_written": after - before,
-        "rows_ok": ok,
+        "rows_ok": not mismatch,
     }
     log(f"{run}: median {summary['median_ms']} ms, {summary['rows_per_s']} rows/s")
     return summary
 
 
 def serve_and_measure(
-    ctx: Context, server: Server, *, batch_sizes: tuple[int, ...] = (), flood: float = 0
+    ctx: Context,
+    server: Server,
+    *,
+    concurrencies: tuple[int, ...] | None = None,
+    batch_sizes: tuple[int, ...] = (),
+    flood: float = 0,
+    counters: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """Start `server`, run /predict at each of `concurrencies` (default: the command line's),
+    then the /predict_batch sizes and the flood, read `counters` from /metrics, and stop it."""
     from bench.flood import run_flood
 
     ctx.sampler.server = server
@@ -223,11 +249,12 @@ def serve_and_measure(
         server.start()
         # A warm-up at each concurrency first (caches, pools, the allocator's arenas).
         warm, runs = [], []
-        for connections in ctx.args.connections:
+        for connections in concurrencies or ctx.args.connections:
             warm.append(run_wrk(ctx, server, connections, ctx.args.warmup, "warm-up"))
             runs.append(run_wrk(ctx, server, connections, ctx.args.duration, "measured"))
         batches = [run_predict_batch(ctx, server, n, ctx.args.calls) for n in batch_sizes]
         flooded = run_flood(ctx, server, flood) if flood else None
+        totals = {name: counter_total(server.url, name) for name in counters}
     finally:
         ctx.sampler.server = None
         server.stop()
@@ -238,6 +265,8 @@ def serve_and_measure(
         "predict": runs,
         "predict_batch": batches,
         "flood": flooded,
+        "counters": totals,
         "peak_rss_mb": round(ctx.sampler.peak(f"{server.name}/") / 2**20, 1),
+        "peak_worker_rss_mb": round(ctx.sampler.peak(f"{server.name}/", worker=True) / 2**20, 1),
         "log": str(server.log_path),
     }

@@ -16,7 +16,8 @@ NOISY_PCT = 10.0  # CPU share used by other processes during a run that makes it
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS of the server's process tree, overall and per phase (sum over processes)."""
+    """Peak RSS of the server, per `server/phase`: of its whole process tree (`peaks`, the sum
+    over processes) and of its largest worker (`worker_peaks`, every process but the arbiter)."""
 
     def __init__(self, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
@@ -24,6 +25,7 @@ class RssSampler(threading.Thread):
         self.server: Server | None = None
         self.phase = "idle"
         self.peaks: dict[str, int] = {}
+        self.worker_peaks: dict[str, int] = {}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -31,16 +33,21 @@ class RssSampler(threading.Thread):
             server = self.server
             if server is None:
                 continue
-            total = server.rss()
+            sizes = server.rss()
+            arbiter = server.pid()
             key = f"{server.name}/{self.phase}"
-            if total > self.peaks.get(key, 0):
-                self.peaks[key] = total
+            total = sum(sizes.values())
+            worker = max((v for pid, v in sizes.items() if pid != arbiter), default=0)
+            self.peaks[key] = max(total, self.peaks.get(key, 0))
+            self.worker_peaks[key] = max(worker, self.worker_peaks.get(key, 0))
 
     def stop(self) -> None:
         self._stop_event.set()
 
-    def peak(self, prefix: str = "") -> int:
-        return max((v for k, v in self.peaks.items() if k.startswith(prefix)), default=0)
+    def peak(self, prefix: str = "", *, worker: bool = False) -> int:
+        """The highest sample of the keys starting with `prefix`: the tree's, or one worker's."""
+        peaks = self.worker_peaks if worker else self.peaks
+        return max((v for k, v in peaks.items() if k.startswith(prefix)), default=0)
 
 
 class CpuWatch:

@@ -40,7 +40,17 @@ def machine() -> dict[str, Any]:
         ).stdout.splitlines()[0:1],
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty_files": len(git("status", "--porcelain").splitlines()),
+        "load_average_start": [round(load, 2) for load in os.getloadavg()],
     }
+
+
+# The servers of a run: the key of their results, and the title of their rows.
+SERVERS = (
+    ("batching", "/predict, batching"),
+    ("disabled", "/predict, no batching"),
+    ("no_shadow", "/predict, champion pinned"),
+    ("shadow", "/predict, with a shadow"),
+)
 
 
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -51,7 +61,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         return "ok" if value else "MISMATCH"
 
     lines: list[list[str]] = []
-    for key, title in (("batching", "/predict, batching"), ("disabled", "/predict, no batching")):
+    for key, title in SERVERS:
         for run in results.get(key, {}).get("predict", []):
             batch = "-" if run["mean_batch"] is None else f"{run['mean_batch']:.1f}"
             lines.append(
@@ -64,6 +74,14 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             )
     for connections, ratio in results.get("ratio", {}).items():
         lines.append(["batching / no batching", f"{connections} conn", f"{ratio:.2f}x"])
+    if "shadow_cost" in results:
+        cost = results["shadow_cost"]
+        lines.append(
+            [
+                *("shadow / no shadow", f"{cost['connections']} conn", f"{cost['rps_pct']:.1f} %"),
+                *("-", "-", f"{cost['p99_ratio']:.2f}x", "-", "-", ok(not cost["rows_difference"])),
+            ]
+        )
     for run in results.get("batching", {}).get("predict_batch", []):
         lines.append(
             [
@@ -104,12 +122,18 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 *("-", "-", "-", "-", str(ceiling["batch"])),
             ]
         )
-    for key, title in (
-        ("batching", "peak RSS, server tree"),
-        ("disabled", "peak RSS, no batching"),
-    ):
+    for key, _ in SERVERS:
         if key in results:
-            lines.append([title, "all runs", f"{results[key]['peak_rss_mb']:.0f} MB"])
+            server = results[key]
+            lines.append(
+                [
+                    f"{key.replace('_', '-')} server",
+                    "peak RSS, tree",
+                    f"{server['peak_rss_mb']:.0f} MB",
+                ]
+            )
+            lines.append(["", "peak RSS, 1 worker", f"{server['peak_worker_rss_mb']:.0f} MB"])
+            lines.append(["", "serve to /readyz", f"{server['ready_after_s']:.1f} s"])
     return lines
 
 
@@ -134,7 +158,22 @@ def table(results: dict[str, Any]) -> str:
     bad = [c["run"] for c in checks if not c["ok"]]
     out.append(f"rows written == 2xx answers: {len(checks) - len(bad)}/{len(checks)} runs ok")
     out.extend(f"  MISMATCH in {run}" for run in bad)
-    for key in ("batching", "disabled"):
+    if "shadow" in results:
+        shadow = results["shadow"]
+        same = "==" if shadow["shadow_rows"] == shadow["champion_rows"] else "!="
+        out.append(
+            f"shadow rows {same} champion rows after the drain: {shadow['shadow_rows']} shadow, "
+            f"{shadow['champion_rows']} champion; attrition_shadow_failures_total counted "
+            f"{results['shadow_cost']['failures_counted']:.0f} before the stop"
+        )
+    if "load_average_end" in results:
+        start = "/".join(f"{x:.2f}" for x in results["machine"]["load_average_start"])
+        end = "/".join(f"{x:.2f}" for x in results["load_average_end"])
+        cpus = results["machine"]["cpus"]
+        out.append(
+            f"load average (1/5/15 min, {cpus} CPUs): {start} at the start, {end} at the end"
+        )
+    for key, _ in SERVERS:
         for run in results.get(key, {}).get("predict", []):
             foreign, steal = run.get("foreign_cpu_pct", 0), run.get("steal_cpu_pct", 0)
             if foreign >= NOISY_PCT or steal >= NOISY_PCT:

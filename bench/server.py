@@ -73,12 +73,13 @@ class Server:
         pid = self.pid()
         return [] if pid is None else process_family(pid)
 
-    def rss(self) -> int:
-        total = 0
+    def rss(self) -> dict[int, int]:
+        """Resident memory of each process of the tree (the arbiter and its workers), by pid."""
+        sizes: dict[int, int] = {}
         for process in self.tree():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                total += process.memory_info().rss
-        return total
+                sizes[process.pid] = process.memory_info().rss
+        return sizes
 
     def stop(self) -> None:
         if self.running is not None and self.running.process.poll() is None:

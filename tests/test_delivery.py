@@ -238,8 +238,10 @@ def test_bento_carries_code_config_and_a_pinned_model(bento: dict):
     info = yaml.safe_load((path / "bento.yaml").read_text())
     assert info["name"] == "attrition"
     assert info["service"] == "service:Attrition"
-    # `attrition_pipeline:latest` is resolved at build time to one exact version.
-    assert [m["tag"] for m in info["models"]] == [bento["model_tag"]]
+    # The service's `attrition_pipeline:latest` is resolved at build time to one exact version;
+    # the bentofile adds none of its own.
+    assert [m["tag"] for s in info["services"] for m in s["models"]] == [bento["model_tag"]]
+    assert not info.get("models")
 
     src = path / "src"
     relative = [f.relative_to(REPO) for f in shipped_sources()]
@@ -350,6 +352,88 @@ def test_migrations_and_purge_run_commands_the_cli_has():
     _parses_as_cli(_compose()["services"]["migrate"]["command"])
     for name in (PURGE, MONITOR):
         _parses_as_cli(_container("CronJob", name)["args"])
+
+
+# --- The models file: what CD imports and `make bento` packs ---------------------------------
+
+MODELS_FILE = REPO / "deploy" / "models.env"
+MODEL_VARIABLES = ("ATTRITION_MODEL_TAG", "ATTRITION_SHADOW_MODEL_TAG")
+
+
+def _models(command: str, text: str | None = None, tmp_path: Path | None = None):
+    """`scripts/models.sh COMMAND FILE` on the repository's file, or on `text`."""
+    path = MODELS_FILE
+    if text is not None and tmp_path is not None:
+        path = tmp_path / "models.env"
+        path.write_text(text)
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "models.sh"), command, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_models_file_names_what_the_deployment_serves():
+    """The image carries the models deploy/models.env names; the Deployment must select the
+    same ones (a champion left to `latest` beside a shadow would be the challenger)."""
+    read = _models("env")
+    assert read.returncode == 0, read.stderr
+    named = dict(line.split("=", 1) for line in read.stdout.split() if "=" in line)
+    deployed = {
+        e["name"]: e["value"]
+        for e in _container("Deployment").get("env", [])
+        if e["name"] in MODEL_VARIABLES and e.get("value")  # empty: unset, as in the file
+    }
+    assert deployed == named
+    assert set(_settings_env_names()) >= set(MODEL_VARIABLES)
+
+
+def test_models_script_gives_env_arguments_and_the_tags_to_import(tmp_path: Path):
+    text = (
+        "# reviewed\n\nATTRITION_MODEL_TAG=attrition_pipeline:abc123\n"
+        "ATTRITION_SHADOW_MODEL_TAG=attrition_pipeline:def456  # the challenger\n"
+    )
+    env, tags = _models("env", text, tmp_path), _models("tags", text, tmp_path)
+    assert env.stdout.split() == [
+        "ATTRITION_MODEL_TAG=attrition_pipeline:abc123",
+        "ATTRITION_SHADOW_MODEL_TAG=attrition_pipeline:def456",
+    ]
+    assert tags.stdout.split() == ["attrition_pipeline:abc123", "attrition_pipeline:def456"]
+
+    # Empty means unset, in the build too (-u): no variable of the caller's shell leaks in.
+    champion_only = "ATTRITION_MODEL_TAG=attrition_pipeline:abc123\nATTRITION_SHADOW_MODEL_TAG=\n"
+    assert _models("env", champion_only, tmp_path).stdout.split() == [
+        "ATTRITION_MODEL_TAG=attrition_pipeline:abc123",
+        *("-u", "ATTRITION_SHADOW_MODEL_TAG"),
+    ]
+    assert _models("tags", champion_only, tmp_path).stdout.split() == ["attrition_pipeline:abc123"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("ATTRITION_MODEL_TAG=\n", "must name the champion's version"),
+        ("ATTRITION_MODEL_TAG=attrition_pipeline:latest\n", "must name the champion's version"),
+        ("ATTRITION_MODEL_TAG=attrition_pipeline\n", "must name the champion's version"),
+        (
+            "ATTRITION_MODEL_TAG=attrition_pipeline:a1\nATTRITION_SHADOW_MODEL_TAG=attrition_pipeline:a1\n",
+            "must differ",
+        ),
+    ],
+)
+def test_cd_refuses_a_champion_it_cannot_pin(text: str, says: str, tmp_path: Path):
+    refused = _models("tags", text, tmp_path)
+    assert refused.returncode == 1 and says in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "line", ["ATTRITION_MODLE_TAG=attrition_pipeline:a1", "ATTRITION_MODEL_TAG=a b", "x"]
+)
+def test_models_script_names_the_line_it_cannot_read(line: str, tmp_path: Path):
+    for command in ("env", "tags"):
+        refused = _models(command, f"# models\n{line}\n", tmp_path)
+        assert refused.returncode == 1 and "models.env:2:" in refused.stderr
 
 
 # --- Kubernetes -----------------------------------------------------------------------------

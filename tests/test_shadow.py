@@ -459,18 +459,25 @@ def test_a_failing_shadow_costs_no_call_and_is_counted(
 
 
 @pytest.mark.e2e
-def test_bentoml_build_packs_the_champion_and_the_shadow(models: Models, tmp_path: Path):
-    """The bentofile names `attrition_pipeline:latest` (the champion here): the challenger
-    reaches the Bento only through the service's declaration of its shadow."""
+def test_make_bento_packs_the_champion_and_the_shadow_the_models_file_names(
+    models: Models, tmp_path: Path
+):
+    """`make bento` reads the models file (deploy/models.env in CD) and `bentoml build` packs
+    both models, through the service's declaration of each: the bentofile names none, and the
+    store's `latest` (the session's champion here, its newest other version in CD) adds none."""
+    models_file = tmp_path / "models.env"
+    models_file.write_text(
+        f"ATTRITION_MODEL_TAG={models.champion}\nATTRITION_SHADOW_MODEL_TAG={models.challenger}\n"
+    )
     env = os.environ | {
-        "BENTOML_CONFIG": "configuration.yaml",
         # Building imports service.py, which builds an engine: keep it out of the repository.
         "DATABASE_URL": f"sqlite:///{tmp_path}/build.db",
-        "ATTRITION_MODEL_TAG": models.champion,
-        "ATTRITION_SHADOW_MODEL_TAG": models.challenger,
+        # The file wins over the caller's environment.
+        "ATTRITION_SHADOW_MODEL_TAG": models.broken,
     }
     run = subprocess.run(
-        [str(BIN / "bentoml"), "build", "-f", "bentofile.yaml", "--output", "tag"],
+        # -o install: the venv is the one running this test; never re-sync it from here.
+        ["make", "--no-print-directory", "-o", "install", "bento", f"MODELS={models_file}"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -479,14 +486,16 @@ def test_bentoml_build_packs_the_champion_and_the_shadow(models: Models, tmp_pat
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    tag = run.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    built = re.search(r'Successfully built Bento\(tag="([^"]+)"\)', run.stdout + run.stderr)
+    assert built, run.stdout + run.stderr
     try:
-        info = bentoml.get(tag).info
+        info = bentoml.get(built.group(1)).info
         [service] = info.services
         assert {str(m.tag) for m in service.models} == {models.champion, models.challenger}
         assert {str(m.tag) for m in info.all_models} == {models.champion, models.challenger}
+        assert not info.models
     finally:
-        bentoml.delete(tag)
+        bentoml.delete(built.group(1))
 
 
 # --- retention -------------------------------------------------------------------------------
