@@ -2,9 +2,9 @@
 
 POST APIs (`/predict`, `/predict_batch`, `/predict_by_id`, `/model`) are BentoML APIs; the other
 routes (history, one prediction and its reviews, stats, audit, `GET /model`) live on a FastAPI
-app mounted on the same service (serving/routes.py). One engine per worker process (`ENGINE`)
-serves the APIs, the routes, the gate and the audit logs: the connection budget is one pool per
-worker.
+app mounted on the same service (serving/routes.py), with the HR page (`/ui`, serving/ui). One
+engine per worker process (`ENGINE`) serves the APIs, the routes, the pages, the gate and the
+audit logs: the connection budget is one pool per worker.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import gc
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio
@@ -25,15 +26,16 @@ from persistence.engine import build_engine, database_ready, session_scope
 from persistence.predictions import REQUEST_ID_LENGTH
 from persistence.queries import get_employee
 from serving.access import AccessLog
-from serving.authentication import caller_of
+from serving.authentication import SignInBackoff, caller_of
 from serving.batcher import AdaptiveBatcher
 from serving.bentoml_compat import (
     ListBody,
+    describe_service,
     disable_unexported_tracing,
     install_request_deadline,
 )
 from serving.errors import NotFound, refusing
-from serving.gate import Gate
+from serving.gate import Gate, UiOptions
 from serving.gauges import GaugeRefresher
 from serving.predictor import Predictor, ScoringRequest
 from serving.refusals import RefusalLog
@@ -50,6 +52,9 @@ from serving.responses import (
 from serving.routes import ModelTag, Moment, build_routes
 from serving.shadow import ShadowScorer
 from serving.switch import ScoringSwitchReader
+from serving.ui.docs import API_DESCRIPTION
+from serving.ui.pages import build_ui
+from serving.ui.render import Renderer
 from settings import get_settings
 from training.contract import Employee
 from training.store import StoredModel, from_bento_model
@@ -57,6 +62,7 @@ from training.store import StoredModel, from_bento_model
 settings = get_settings()
 disable_unexported_tracing()
 install_request_deadline()
+describe_service("attrition", API_DESCRIPTION)
 ENGINE = build_engine(
     settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
 )
@@ -70,6 +76,23 @@ ACCESS = AccessLog(
 )
 SWITCH = ScoringSwitchReader(ENGINE, ttl=settings.switch_check_seconds)
 routes = build_routes(ENGINE, ACCESS)
+PAGES = Renderer(settings.ui_time_zone)
+# Per worker: each worker slows down the addresses that failed on it (docs/SECURITY.md).
+SIGN_IN_BACKOFF = SignInBackoff(
+    free=settings.ui_signin_free_failures,
+    window=settings.ui_signin_window_seconds,
+    cap=settings.ui_signin_max_wait_seconds,
+)
+routes.include_router(
+    build_ui(
+        ENGINE,
+        ACCESS,
+        bentoml.get_current_service,
+        renderer=PAGES,
+        session_lifetime=timedelta(hours=settings.ui_session_hours),
+        time_zone=settings.ui_time_zone,
+    )
+)
 
 
 class EmployeeList(ListBody[Employee]):
@@ -199,11 +222,11 @@ class Attrition:
     @bentoml.api(route="/model")
     async def model_card(self) -> ModelCard:
         """The served model: tag, threshold, bands, calibration, fairness, scoring state."""
-        return await self._card()
+        return await self.card()
 
     @routes.get("/model", response_model=ModelCard)
     async def get_model(self) -> ModelCard:
-        return await self._card()
+        return await self.card()
 
     @routes.get("/performance")
     def performance(
@@ -245,7 +268,8 @@ class Attrition:
                 min_rows=settings.drift_min_rows,
             )
 
-    async def _card(self) -> ModelCard:
+    async def card(self) -> ModelCard:
+        """The served model and the scoring switch's state (`/model`, the HR page)."""
         metadata = self.stored.metadata
         switch = await SWITCH.state()
         return ModelCard(
@@ -286,4 +310,9 @@ Attrition.add_asgi_middleware(  # type: ignore[attr-defined]
     key_cache_size=settings.key_cache_size,
     max_body_bytes=settings.max_body_bytes,
     refusals=REFUSALS,
+    ui=UiOptions(
+        idle=timedelta(minutes=settings.ui_session_idle_minutes),
+        backoff=SIGN_IN_BACKOFF,
+        error_page=PAGES.error_page,
+    ),
 )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE = "sqlite:///var/attrition.db"
@@ -60,6 +61,27 @@ class Settings(BaseSettings):
     gauge_refresh_seconds: float = Field(60.0, gt=0)
     # Workers re-read the scoring switch (suspend / resume) at least this often.
     switch_check_seconds: float = Field(5.0, gt=0, le=10)
+    # The HR page (/ui): a session ends after this many idle minutes, and this many hours after
+    # sign-in whatever happens (docs/SECURITY.md, "The HR page").
+    ui_session_idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    ui_session_hours: int = Field(8, ge=1, le=24 * 7)
+    # Sign-in back-off, per client address and per worker: this many failures within
+    # `ui_signin_window_seconds` are free; each further one doubles the wait (2, 4, 8 s ...) up
+    # to `ui_signin_max_wait_seconds`; an address quiet for the window is forgotten.
+    ui_signin_free_failures: int = Field(5, ge=1)
+    ui_signin_window_seconds: float = Field(900.0, gt=0)
+    ui_signin_max_wait_seconds: float = Field(60.0, ge=1)
+    # The pages show times in this zone (fr-FR formats); the database keeps UTC.
+    ui_time_zone: str = "Europe/Paris"
+
+    @field_validator("ui_time_zone")
+    @classmethod
+    def _known_time_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {zone!r} (an IANA name: Europe/Paris)") from exc
+        return zone
 
     @model_validator(mode="after")
     def _champion_is_pinned_beside_a_shadow(self) -> Settings:

@@ -72,6 +72,10 @@ def serve(_args: argparse.Namespace) -> int:
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     host = os.environ.get("HOST", "127.0.0.1")
     print(f"serving on http://{host}:{port}", flush=True)
+    print(
+        f"HR page: http://{host}:{port}/ui (sign in with an API key, e.g. the one above)",
+        flush=True,
+    )
     os.execv(bentoml, [bentoml, "serve", "service:Attrition", "--port", port, "--host", host])
     return 0  # pragma: no cover  (execv does not return)
 

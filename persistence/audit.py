@@ -20,6 +20,7 @@ from persistence.tables import (
     Review,
     ScoringSwitch,
     ShadowPrediction,
+    UiSession,
     utcnow,
 )
 
@@ -119,6 +120,16 @@ def refusal_events(
     return _page(session, statement, col(AuditEvent.created_at), offset, limit)
 
 
+def sign_in_events(
+    session: Session, filters: AuditFilter, *, offset: int, limit: int
+) -> tuple[int, list[UiSession]]:
+    """Sign-ins to the HR page (its sessions), newest first."""
+    statement = _window(select(UiSession), col(UiSession.created_at), filters)
+    if filters.client is not None:
+        statement = statement.where(col(UiSession.client) == filters.client)
+    return _page(session, statement, col(UiSession.created_at), offset, limit)
+
+
 def add_review(
     session: Session, prediction_id: uuid.UUID, decision: Decision, note: str, reviewer: str
 ) -> Review | None:
@@ -181,6 +192,9 @@ def purge_counts(session: Session, cutoff: datetime) -> dict[str, int]:
         "audit_events": select(sa.func.count())
         .select_from(AuditEvent)
         .where(col(AuditEvent.created_at) < cutoff),
+        "ui_sessions": select(sa.func.count())
+        .select_from(UiSession)
+        .where(col(UiSession.created_at) < cutoff),
     }
     return {table: int(session.exec(count).one()) for table, count in counts.items()}
 
@@ -206,7 +220,11 @@ def purge_batch(session: Session, cutoff: datetime) -> dict[str, int]:
     deleted["predictions"] = _delete(
         session, PredictionRecord, col(PredictionRecord.id).in_(predictions)
     )
-    for table, model in (("access_events", AccessEvent), ("audit_events", AuditEvent)):
+    for table, model in (
+        ("access_events", AccessEvent),
+        ("audit_events", AuditEvent),
+        ("ui_sessions", UiSession),
+    ):
         key = col(model.id)
         ids = list(
             session.exec(select(key).where(col(model.created_at) < cutoff).limit(PURGE_BATCH))

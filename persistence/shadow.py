@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +14,23 @@ from sqlmodel import Session, col, select
 from persistence.tables import PredictionRecord, ShadowPrediction
 
 
-def write_shadow(session: Session, rows: Sequence[ShadowPrediction]) -> None:
-    session.add_all(rows)
+@dataclass(frozen=True, slots=True)
+class ShadowRow:
+    """One challenger score, as `shadow_predictions` stores it."""
+
+    prediction_id: uuid.UUID
+    model_tag: str
+    probability: float
+    prediction: int
+    threshold: float
+    created_at: datetime
+
+
+def write_shadow(session: Session, rows: Sequence[ShadowRow]) -> None:
+    """One multi-row INSERT (SQLAlchemy's insertmanyvalues), not one ORM object per row: the
+    shadow writes everything queued since its last commit at once (serving/shadow.py)."""
+    if rows:
+        session.execute(sa.insert(ShadowPrediction), [asdict(row) for row in rows])
 
 
 def shadow_of(session: Session, prediction_id: uuid.UUID) -> list[ShadowPrediction]:

@@ -214,6 +214,11 @@ class Scorer:
             out[:, index] = base - _log_odds(self.model.predict_proba(occluded)[:, 1])
         return out
 
+    def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(leaves) per row, without explanations (what the shadow challenger stores)."""
+        transformed = np.asarray(self._transform(frame), dtype=float)
+        return np.asarray(self.model.predict_proba(transformed)[:, 1])
+
     def score(self, frame: pd.DataFrame) -> list[Score]:
         """One transform and one `predict_proba` for the whole batch."""
         transformed = np.asarray(self._transform(frame), dtype=float)

@@ -25,6 +25,13 @@ for each, so an upgrade that moves or changes one fails there, by name, not in p
    Whether an exporter is configured is only readable from BentoML's configuration container.
    An `OTEL_SDK_DISABLED` set by the operator wins; configuring `tracing.exporter_type` in
    `configuration.yaml` turns tracing back on.
+4. `describe_service(name, text)`: the `info.description` of `/docs.json` is BentoML's
+   `Service.doc`, which (outside a built Bento, and inside one whose bentofile gives no
+   `description`) is a README with badge images from img.shields.io, readthedocs.org and
+   badgen.net: the docs page, which renders it, made every visitor's browser fetch from those
+   hosts (found by the browser tests' network log). There is no public setting for it outside
+   `bentoml build`; the property is replaced on the class with one that answers the given text
+   for the named service and defers to BentoML's for any other.
 The adaptive batcher used to be BentoML's `CorkDispatcher`; it is now the service's own
 (`serving/batcher.py`), so no internal is needed for it.
 """
@@ -36,6 +43,7 @@ import os
 from typing import Annotated, Any, Generic, Self, TypeVar
 
 from _bentoml_sdk.io_models import IORootModel
+from _bentoml_sdk.service.factory import Service
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.server.http import traffic
 from pydantic import TypeAdapter
@@ -109,3 +117,18 @@ class ListBody(IORootModel[list[T]], Generic[T]):  # type: ignore[misc]
 def disable_unexported_tracing() -> None:
     if BentoMLContainer.config.tracing.exporter_type.get() is None:
         os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+
+
+_DESCRIPTIONS: dict[str, str] = {}
+_bentoml_doc = Service.doc
+
+
+def _doc(service: Service[Any]) -> str:
+    text = _DESCRIPTIONS.get(service.name)
+    return text if text is not None else str(_bentoml_doc.fget(service))
+
+
+def describe_service(name: str, text: str) -> None:
+    """The OpenAPI description of the service `name` (see the module docstring, 4)."""
+    _DESCRIPTIONS[name] = text
+    Service.doc = property(_doc)

@@ -16,6 +16,7 @@ from pathlib import Path
 import bentoml
 import pytest
 
+import db
 from cli.main import main as attrition
 from tests.support import databases
 from tests.support.inprocess import Api, running
@@ -80,6 +81,17 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     """The session's database on that server, dropped at the end."""
     with databases.fresh_database(postgres_server) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def migrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each backend at the head revision (PostgreSQL's dropped after)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    else:
+        url = request.getfixturevalue("new_postgres_database")()
+    db.upgrade(url)
+    return url
 
 
 @pytest.fixture(scope="session")

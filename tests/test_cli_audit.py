@@ -31,6 +31,7 @@ from persistence.tables import (
     PredictionRecord,
     Review,
     ScoringSwitch,
+    UiSession,
     utcnow,
 )
 from settings import get_settings
@@ -85,6 +86,7 @@ def _rows(url: str) -> dict[str, set]:
             "reviews": set(session.exec(select(Review.id))),
             "access_events": set(session.exec(select(AccessEvent.route))),
             "audit_events": set(session.exec(select(AuditEvent.endpoint))),
+            "ui_sessions": set(session.exec(select(UiSession.client))),
         }
     engine.dispose()
     return rows
@@ -173,6 +175,18 @@ def test_purge_counts_then_deletes_exactly_the_rows_older_than_days(database, mo
                     error="unauthorized",
                 )
             )
+        for days, client in ((400, "old"), (200, "new")):  # sign-ins to the HR page
+            session.add(
+                UiSession(
+                    token_hash=uuid.uuid4().hex,
+                    key_id="k",
+                    client=client,
+                    csrf_token="c",
+                    created_at=now - timedelta(days=days),
+                    last_seen_at=now - timedelta(days=days),
+                    expires_at=now - timedelta(days=days) + timedelta(hours=8),
+                )
+            )
     engine.dispose()
     expected = {
         "reviews": 3,
@@ -180,6 +194,7 @@ def test_purge_counts_then_deletes_exactly_the_rows_older_than_days(database, mo
         "predictions": 3,
         "access_events": 2,
         "audit_events": 1,
+        "ui_sessions": 1,
     }
 
     assert attrition(["db", "purge", "--older-than", "365", "--dry-run"]) == 0
@@ -196,6 +211,7 @@ def test_purge_counts_then_deletes_exactly_the_rows_older_than_days(database, mo
         "reviews": {reviews[3].id},
         "access_events": {"new-1"},
         "audit_events": {"new-1", "new-2"},
+        "ui_sessions": {"new"},
     }
 
     assert attrition(["db", "purge", "--older-than", "365"]) == 0

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from serving.ui.assets import CONTENT_SECURITY_POLICY
+from serving.ui.docs import API_DESCRIPTION
 
 ASSET = re.compile(r"""(?:src|href)="([^"]+)\"""")
 
@@ -42,3 +43,11 @@ def test_the_one_openapi_document_still_documents_every_route(api):
     document = api.client.get("/docs.json").json()
     for path in ("/predict", "/predict_batch", "/history", "/stats", "/employees/at-risk"):
         assert path in document["paths"], path
+
+
+def test_the_openapi_description_is_the_services_own_and_names_no_other_host(api):
+    """BentoML's default description shows badge images from three other hosts; the docs
+    page renders it (serving.bentoml_compat.describe_service)."""
+    description = api.client.get("/docs.json").json()["info"]["description"]
+    assert description == API_DESCRIPTION
+    assert "://" not in description

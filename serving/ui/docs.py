@@ -22,6 +22,7 @@ PAGE = f"""<!doctype html>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>attrition API</title>
   <link rel="stylesheet" href="{STATIC_PATH}/vendor/swagger-ui/swagger-ui.css">
+  <link rel="stylesheet" href="{STATIC_PATH}/docs.css">
   <link rel="icon" href="{STATIC_PATH}/favicon.svg" type="image/svg+xml">
 </head>
 <body>
@@ -30,6 +31,19 @@ PAGE = f"""<!doctype html>
   <script src="{STATIC_PATH}/docs.js"></script>
 </body>
 </html>
+"""
+
+# The OpenAPI document's description (`describe_service` in serving.bentoml_compat): text and
+# links to this service only, so the page renders nothing from another host.
+API_DESCRIPTION = """\
+Scores how likely a TechNova employee is to leave, and keeps the trail: every score is stored
+before it is answered, with the model, the threshold and who asked.
+
+- Keys: send `X-API-Key: <key>` or `Authorization: Bearer <key>`; roles `read`, `predict`,
+  `review`, `audit`.
+- The HR page for people: [/ui](/ui).
+- A score is a decision aid, not a decision: a person reviews it
+  (`POST /predictions/{id}/reviews`).
 """
 
 router = APIRouter(include_in_schema=False)

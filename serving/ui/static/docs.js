@@ -7,5 +7,10 @@ window.addEventListener("load", function () {
     deepLinking: true,
     validatorUrl: null,
     presets: [SwaggerUIBundle.presets.apis],
+    onComplete: function () {
+      // Swagger UI renders the servers' <select> without a label (axe: select-name).
+      var servers = document.getElementById("servers");
+      if (servers) servers.setAttribute("aria-label", "Server");
+    },
   });
 });
