@@ -72,6 +72,10 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "shadow_predictions": ("SELECT", "INSERT"),
     "ui_sessions": ("SELECT", "INSERT", "UPDATE (last_seen_at, ended_at)"),
     "api_keys": ("SELECT", "UPDATE (last_used_at)"),
+    # Read models: written only by the triggers on `predictions` (as the tables' owner).
+    "prediction_rollups": ("SELECT",),
+    "latest_predictions": ("SELECT",),
+    "latest_monthly_predictions": ("SELECT",),
     "alembic_version": (),
 }
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from scipy.stats import chisquare
 
 EPSILON = 1e-4
@@ -83,13 +84,20 @@ def _number(value: Any) -> float:
     return math.nan
 
 
+def _distinct(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """(code of each value, the distinct values; code -1 for None): each distinct value is then
+    read once. A 30-day window at 1M predictions holds ~10,000 rows of a few dozen distinct
+    values per feature (at most one per employee): reading each of its 27 x 10,000 values in
+    Python (`_number`, `str`) took 470-500 ms, reading the distinct ones 65-70 ms (and
+    `numpy.asarray(dtype=float)` of the text the database returns ~3 ms a feature)."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+    return codes, list(uniques)
+
+
 def _numbers(values: Sequence[Any]) -> np.ndarray:
-    """The values that are numbers, as floats; vectorised unless some value needs parsing."""
-    array: np.ndarray
-    try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        array = np.fromiter((_number(v) for v in values), dtype=float, count=len(values))
+    """The values that are numbers (see `_number`), as floats."""
+    codes, uniques = _distinct(values)
+    array = np.asarray([*(_number(u) for u in uniques), math.nan], dtype=float)[codes]
     present: np.ndarray = array[~np.isnan(array)]
     return present
 
@@ -103,8 +111,9 @@ def _numeric_counts(spec: Mapping[str, Any], values: Sequence[Any]) -> np.ndarra
 def _categorical_counts(spec: Mapping[str, Any], values: Sequence[Any]) -> np.ndarray:
     index = {category: i for i, category in enumerate(spec["categories"])}
     other = len(index)
-    codes = [index.get(str(v).strip(), other) for v in values if v is not None]
-    return np.bincount(np.asarray(codes, dtype=np.intp), minlength=other + 1)
+    codes, uniques = _distinct(values)
+    bins = np.asarray([index.get(str(u).strip(), other) for u in uniques], dtype=np.intp)
+    return np.bincount(bins[codes[codes >= 0]], minlength=other + 1)  # None is left out
 
 
 def _verdict(counts: np.ndarray, proportions: Sequence[float], min_rows: int) -> dict[str, Any]:
@@ -149,7 +158,27 @@ def drift_report(
     """Compare scored rows with the model's `reference` block (see the module's rules).
 
     `inputs[i]`, `probabilities[i]` and `predictions[i]` (optional) describe the same row.
-    Answer::
+    Answer: as `column_drift_report`'s.
+    """
+    if len(probabilities) != len(inputs):
+        raise ValueError("inputs and probabilities must describe the same rows")
+    columns = {name: [row.get(name) for row in inputs] for name in reference["features"]}
+    return column_drift_report(
+        reference, columns, probabilities, predictions=predictions, min_rows=min_rows
+    )
+
+
+def column_drift_report(
+    reference: Mapping[str, Any],
+    columns: Mapping[str, Sequence[Any]],
+    probabilities: Sequence[float],
+    *,
+    predictions: Sequence[int | bool | None] | None = None,
+    min_rows: int = DEFAULT_MIN_ROWS,
+) -> dict[str, Any]:
+    """`drift_report` of rows given column by column: `columns[feature][i]` (a reference
+    feature absent from `columns` counts as missing), `probabilities[i]` and `predictions[i]`
+    describe row i. Answer::
 
         {"n": int, "status": Status, "min_rows": int,
          "features": [{"feature", "psi", "p_value", "test", "status", "n"}, ...],
@@ -159,13 +188,13 @@ def drift_report(
     """
     if min_rows < 1:
         raise ValueError("min_rows must be at least 1")
-    if len(probabilities) != len(inputs):
+    n = len(probabilities)
+    if any(len(values) != n for values in columns.values()):
         raise ValueError("inputs and probabilities must describe the same rows")
-    if predictions is not None and len(predictions) != len(inputs):
+    if predictions is not None and len(predictions) != n:
         raise ValueError("inputs and predictions must describe the same rows")
-    n = len(inputs)
     features = [
-        _feature(name, spec, [row.get(name) for row in inputs], min_rows)
+        _feature(name, spec, columns.get(name, [None] * n), min_rows)
         for name, spec in reference["features"].items()
     ]
     verdicts = [f["status"] for f in features if f["status"] in _SEVERITY]
@@ -173,7 +202,7 @@ def drift_report(
     status = max(verdicts, key=_SEVERITY.__getitem__) if verdicts else "insufficient_data"
     scores = np.asarray(probabilities, dtype=float)
     scores = scores[~np.isnan(scores)]
-    flagged = [float(p) for p in predictions or () if p is not None]
+    flagged = np.asarray(predictions if predictions is not None else [], dtype=float)
     return {
         "n": n,
         "status": status,
@@ -183,6 +212,6 @@ def drift_report(
         "positive_rate": {
             "training": reference.get("positive_rate"),
             "live_mean_probability": _mean(scores),
-            "live_predicted_positive_rate": _mean(np.asarray(flagged)),
+            "live_predicted_positive_rate": _mean(flagged[~np.isnan(flagged)]),
         },
     }

@@ -3,20 +3,23 @@ place that joins persistence's rows to this package's computations (used by the 
 `/drift` and `/performance`, and by `attrition drift` / `attrition monitor`).
 
 Reads are bounded by the window: the latest prediction per employee (per cohort month for
-performance) is selected by the database.
+performance) is selected by the database, with only the values the reports use (each input
+feature extracted by the database, never the whole JSON input), handed over as columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlmodel import Session
 
-from monitoring.drift import drift_report
-from monitoring.performance import performance_report
-from persistence.monitoring import latest_inputs, latest_per_employee_month, outcome_facts
+from monitoring.drift import column_drift_report
+from monitoring.performance import column_performance_report
+from persistence.monitoring import latest_inputs, latest_per_employee_month, outcome_columns
 
 
 def live_drift(
@@ -28,12 +31,14 @@ def live_drift(
     until: datetime | None,
     min_rows: int,
 ) -> dict[str, Any]:
-    rows = latest_inputs(session, model_tag, since, until)
-    return drift_report(
-        metadata["reference"],
-        [r.input for r in rows],
-        [r.probability for r in rows],
-        predictions=[r.prediction for r in rows],
+    reference = metadata["reference"]
+    features = list(reference["features"])
+    columns = latest_inputs(session, model_tag, since, until, features)
+    return column_drift_report(
+        reference,
+        dict(zip(features, columns[2:], strict=True)),
+        columns[0],
+        predictions=columns[1],
         min_rows=min_rows,
     )
 
@@ -48,12 +53,27 @@ def live_performance(
     horizon_days: int,
     threshold: float,
 ) -> dict[str, Any]:
-    rows = [dict(r._mapping) for r in latest_per_employee_month(session, model_tag, since, until)]
-    facts = outcome_facts(session, [r["employee_id"] for r in rows])
-    return performance_report(
-        rows,
-        facts,
+    monthly = latest_per_employee_month(session, model_tag, since, until)
+    employee_id, created_at, _, probability, prediction, row_threshold = monthly
+    fact_employee_id, status, event_date = outcome_columns(session)
+    return column_performance_report(
+        employee_ids=np.array(employee_id, dtype=np.int64),
+        days=_utc_days(created_at),
+        probability=np.array(probability, dtype=float),
+        prediction=np.array(prediction, dtype=float),
+        row_threshold=np.array(row_threshold, dtype=float),
+        fact_employee_ids=np.array(fact_employee_id, dtype=np.int64),
+        fact_left=np.array(status, dtype=object) == "left",
+        fact_days=np.array(event_date, dtype="datetime64[D]"),
         horizon_days=horizon_days,
         threshold=threshold,
         training=metadata.get("metrics"),
     )
+
+
+def _utc_days(moments: Sequence[datetime]) -> np.ndarray:
+    """UTC calendar days of stored timestamps (aware on PostgreSQL, naive UTC on SQLite)."""
+    if not moments:
+        return np.array([], dtype="datetime64[D]")
+    stamps = pd.to_datetime(moments, utc=True)
+    return stamps.tz_localize(None).to_numpy().astype("datetime64[D]")

@@ -31,20 +31,13 @@ Rules:
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    fbeta_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from training.metrics import calibration_table
 
@@ -101,19 +94,26 @@ def horizon_label(scored_on: date, facts: Iterable[Mapping[str, Any]], horizon_d
 
 
 def _metrics(y: np.ndarray, probability: np.ndarray, decision: np.ndarray) -> dict[str, Any]:
-    """Quality of the labelled rows; null wherever the figure is undefined."""
+    """Quality of the labelled rows; null wherever the figure is undefined.
+
+    Precision, recall, F2 and Brier are sklearn's formulas on the confusion counts (the
+    `tests/test_monitoring_performance.py` checks them against sklearn): its validation took
+    ~5 ms a call, 45 ms of a 30-day `/performance` at 1M predictions. ROC-AUC and average
+    precision stay sklearn's."""
     n, positives, flagged = len(y), int(y.sum()), int(decision.sum())
+    hits = int((y & decision).sum())
     both = 0 < positives < n
     return {
         "positives": positives,
         "positive_rate": positives / n if n else None,
         "mean_probability": float(probability.mean()) if n else None,
-        "precision": float(precision_score(y, decision, zero_division=0)) if flagged else None,
-        "recall": float(recall_score(y, decision, zero_division=0)) if positives else None,
-        "f2": float(fbeta_score(y, decision, beta=2, zero_division=0)) if positives else None,
+        "precision": hits / flagged if flagged else None,
+        "recall": hits / positives if positives else None,
+        # F-beta = (1 + b²) tp / ((1 + b²) tp + b² fn + fp) = 5 tp / (4 positives + flagged)
+        "f2": 5 * hits / (4 * positives + flagged) if positives else None,
         "roc_auc": float(roc_auc_score(y, probability)) if both else None,
         "average_precision": float(average_precision_score(y, probability)) if both else None,
-        "brier": float(brier_score_loss(y, probability)) if n else None,
+        "brier": float(np.mean((y - probability) ** 2)) if n else None,
         "calibration": calibration_table(y, probability),
     }
 
@@ -132,13 +132,6 @@ def _block(
         "excluded": int((chosen == "excluded").sum()),
         **_metrics(y, probability[labelled], decision[labelled]),
     }
-
-
-def _decision(row: Mapping[str, Any], threshold: float) -> int:
-    if row.get("prediction") is not None:
-        return int(bool(row["prediction"]))
-    cut = row.get("threshold")
-    return int(float(row["probability"]) >= (threshold if cut is None else float(cut)))
 
 
 def _training(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -175,24 +168,106 @@ def performance_report(
                  "mean_probability", "precision", "recall", "f2", "roc_auc",
                  "average_precision", "brier", "calibration": [10 bins]}
     """
-    facts: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
-    for outcome in outcomes:
-        facts[outcome["employee_id"]].append(outcome)
-    days = [_day(row["created_at"]) for row in rows]
-    labels = np.array(
-        [
-            horizon_label(day, facts.get(row.get("employee_id"), ()), horizon_days)
-            for row, day in zip(rows, days, strict=True)
-        ],
-        dtype=object,
+    facts = list(outcomes)
+    for fact in facts:
+        if fact["status"] not in ("left", "stayed"):
+            raise ValueError(f"unknown outcome status {fact['status']!r}")
+    return column_performance_report(
+        employee_ids=_ids([row.get("employee_id") for row in rows]),
+        days=np.asarray([_day(row["created_at"]) for row in rows], dtype="datetime64[D]"),
+        probability=np.array([float(row["probability"]) for row in rows], dtype=float),
+        prediction=_floats([row.get("prediction") for row in rows]),
+        row_threshold=_floats([row.get("threshold") for row in rows]),
+        fact_employee_ids=_ids([fact["employee_id"] for fact in facts]),
+        fact_left=np.array([fact["status"] == "left" for fact in facts], dtype=bool),
+        fact_days=np.asarray(
+            [_day(fact["left_on" if fact["status"] == "left" else "as_of"]) for fact in facts],
+            dtype="datetime64[D]",
+        ),
+        horizon_days=horizon_days,
+        threshold=threshold,
+        training=training,
     )
-    probability = np.array([float(row["probability"]) for row in rows], dtype=float)
-    decision = np.array([_decision(row, threshold) for row in rows], dtype=int)
-    cohorts = np.array([f"{day:%Y-%m}" for day in days], dtype=object)
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    """Numbers (booleans as 0/1) as floats, None as NaN."""
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _ids(values: Sequence[Any]) -> np.ndarray:
+    """Employee ids as int64, None as -1 (never an employee: no fact matches it)."""
+    return np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
+
+
+def _labels(
+    employee_ids: np.ndarray,
+    days: np.ndarray,
+    fact_employee_ids: np.ndarray,
+    fact_left: np.ndarray,
+    fact_days: np.ndarray,
+    horizon_days: int,
+) -> np.ndarray:
+    """`horizon_label` of every row at once: each (row, fact of its employee) pair is tested,
+    then the tests are combined per row in the rule's order (see the module's rules).
+
+    Per row in Python, `horizon_label` and its dictionary look-ups took 90-160 ms for the
+    17,700 rows of a 30-day window at 1M predictions; these arrays 8-16 ms (same labels)."""
+    n = len(employee_ids)
+    order = np.argsort(fact_employee_ids, kind="stable")
+    sorted_ids = fact_employee_ids[order]
+    first = np.searchsorted(sorted_ids, employee_ids, side="left")
+    last = np.searchsorted(sorted_ids, employee_ids, side="right")
+    per_row = last - first
+    row = np.repeat(np.arange(n), per_row)
+    # The facts of row i are order[first[i]:last[i]]: one index per (row, fact) pair.
+    starts = np.repeat(first - np.cumsum(per_row) + per_row, per_row)
+    fact = order[starts + np.arange(len(row))]
+    day, end = days[row], days[row] + np.timedelta64(horizon_days, "D")
+    left, when = fact_left[fact], fact_days[fact]
+
+    def any_of(pairs: np.ndarray) -> np.ndarray:
+        return np.bincount(row[pairs], minlength=n) > 0
+
+    positive = any_of(left & (when >= day) & (when <= end))
+    negative = any_of((~left & (when >= end)) | (left & (when > end)))
+    left_before = any_of(left & (when < day))
+    there_after = any_of(~left & (when >= day))
+    return np.select(
+        [positive, negative, left_before & ~there_after],
+        ["positive", "negative", "excluded"],
+        default="pending",
+    ).astype(object)
+
+
+def column_performance_report(
+    *,
+    employee_ids: np.ndarray,
+    days: np.ndarray,
+    probability: np.ndarray,
+    prediction: np.ndarray,
+    row_threshold: np.ndarray,
+    fact_employee_ids: np.ndarray,
+    fact_left: np.ndarray,
+    fact_days: np.ndarray,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    threshold: float,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`performance_report` of rows and facts given as arrays: per row its employee id (-1:
+    none), UTC day (datetime64[D]), probability, stored prediction and threshold (NaN:
+    absent); per fact its employee id, whether it is a departure (else a stay) and its day.
+    Answer: as `performance_report`'s."""
+    labels = _labels(employee_ids, days, fact_employee_ids, fact_left, fact_days, horizon_days)
+    cut = np.where(np.isnan(row_threshold), threshold, row_threshold)
+    decision = np.where(np.isnan(prediction), probability >= cut, prediction.astype(bool)).astype(
+        int
+    )
+    cohorts = np.datetime_as_string(days.astype("datetime64[M]"), unit="M").astype(object)
     return {
         "horizon_days": horizon_days,
         "threshold": threshold,
-        "overall": _block(labels, probability, decision, np.ones(len(rows), dtype=bool)),
+        "overall": _block(labels, probability, decision, np.ones(len(labels), dtype=bool)),
         "cohorts": [
             {"cohort": cohort, **_block(labels, probability, decision, cohorts == cohort)}
             for cohort in sorted(set(cohorts))

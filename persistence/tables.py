@@ -45,7 +45,11 @@ class PredictionRecord(SQLModel, table=True):
 
     __tablename__ = "predictions"
     __table_args__ = (
-        sa.Index("ix_predictions_employee_created", "employee_id", "created_at"),
+        # Newest first with the id as tie-break: `/history` pages walk these (keyset).
+        sa.Index("ix_predictions_created_id", sa.text("created_at DESC"), "id"),
+        sa.Index(
+            "ix_predictions_employee_created_id", "employee_id", sa.text("created_at DESC"), "id"
+        ),
         sa.Index("ix_predictions_model_created", "model_tag", "created_at"),
         sa.Index("ix_predictions_prediction_created", "prediction", "created_at"),
         sa.Index("ix_predictions_client_created", "client", "created_at"),
@@ -220,3 +224,68 @@ class UiSession(SQLModel, table=True):
     last_seen_at: datetime = _timestamp()
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     ended_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+# --- Read models, kept by PostgreSQL triggers (migration 0009); empty on SQLite ---------------
+
+
+class PredictionRollup(SQLModel, table=True):
+    """Per UTC day, model and value of one `/stats` dimension: count, positives and the sum of
+    probabilities of the stored predictions. Each key has up to 8 rows (`slot`, by transaction
+    id, so concurrent writers rarely wait on one row lock): readers sum them. A purge subtracts
+    what it deletes, so a key can end at count 0 (readers skip those)."""
+
+    __tablename__ = "prediction_rollups"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
+    dimension: str = Field(max_length=16)
+    value: str | None = Field(default=None, sa_type=sa.Text)
+    day: date
+    model_tag: str = Field(max_length=128)
+    slot: int = Field(sa_type=sa.SmallInteger)
+    count: int = Field(sa_type=sa.BigInteger)
+    positives: int = Field(sa_type=sa.BigInteger)
+    probability_sum: float
+
+
+class LatestPrediction(SQLModel, table=True):
+    """The newest prediction (by created_at, then id) of each employee and model, with what
+    `/employees/at-risk` filters on and `/drift` reads."""
+
+    __tablename__ = "latest_predictions"
+    __table_args__ = (
+        sa.Index("ix_latest_predictions_model_created", "model_tag", "created_at"),
+        sa.Index("ix_latest_predictions_probability", sa.text("probability DESC"), "employee_id"),
+    )
+
+    employee_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    model_tag: str = Field(primary_key=True, max_length=128)
+    prediction_id: uuid.UUID
+    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    probability: float
+    prediction: int = Field(sa_type=sa.SmallInteger)
+    threshold: float
+    departement: str | None = Field(default=None, sa_type=sa.Text)
+    poste: str | None = Field(default=None, sa_type=sa.Text)
+    band: str = Field(max_length=8)
+    # A copy of the prediction's input: `/drift` reads 10,000 of them without a join into the
+    # history (the join and the detoasting cost ~45 ms at 1M predictions).
+    input: dict[str, Any] = Field(sa_type=JSONType)
+
+
+class LatestMonthlyPrediction(SQLModel, table=True):
+    """The newest prediction of each employee, model and UTC month (`YYYY-MM`)."""
+
+    __tablename__ = "latest_monthly_predictions"
+    __table_args__ = (
+        sa.Index("ix_latest_monthly_predictions_model_created", "model_tag", "created_at"),
+    )
+
+    employee_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    model_tag: str = Field(primary_key=True, max_length=128)
+    month: str = Field(primary_key=True, max_length=7)
+    prediction_id: uuid.UUID
+    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    probability: float
+    prediction: int = Field(sa_type=sa.SmallInteger)
+    threshold: float

@@ -138,10 +138,14 @@ class PredictionDetail(StoredPrediction):
 
 
 class HistoryPage(BaseModel):
+    # Exact up to persistence.queries.EXACT_TOTAL_UP_TO rows, PostgreSQL's estimate beyond.
     total: int
+    total_is_estimate: bool = False
     offset: int
     limit: int
     items: list[StoredPrediction]
+    # Pass as `after` for the next page (keyset: as fast on page 1,000 as on page 1).
+    next_after: str | None = None
 
 
 class StatsGroup(BaseModel):

@@ -37,10 +37,11 @@ from persistence.monitoring import (
 )
 from persistence.queries import (
     PROTECTED_DIMENSIONS,
+    BadCursor,
     HistoryFilter,
     StatsDimension,
     get_prediction,
-    prediction_history,
+    history_page,
     prediction_stats,
 )
 from persistence.shadow import shadow_of, shadow_pairs
@@ -159,16 +160,31 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
         reviewed: bool | None = None,
         offset: Offset = 0,
         limit: Limit = 50,
+        after: Annotated[str | None, Query(max_length=128)] = None,
     ) -> HistoryPage:
-        """Stored predictions, newest first, filtered and paged."""
+        """Stored predictions, newest first, filtered and paged: `after` = the previous page's
+        `next_after` (keyset, cheap at any depth); `total` is exact up to 10,000 rows, an
+        estimate beyond (`total_is_estimate`)."""
         filters = HistoryFilter(
             employee_id, model_tag, prediction, since, until, client=client, reviewed=reviewed
         )
         with session_scope(engine) as session:
-            total, rows = prediction_history(session, filters, offset=offset, limit=limit)
-            items = [StoredPrediction.model_validate(r) for r in rows]
+            try:
+                page = history_page(session, filters, offset=offset, limit=limit, after=after)
+            except BadCursor as exc:
+                raise invalid(
+                    [{"field": "after", "rule": "cursor", "message": str(exc)}], "bad cursor"
+                ) from exc
+            items = [StoredPrediction.model_validate(r) for r in page.rows]
         _log_read(access, request, [i.employee_id for i in items])
-        return HistoryPage(total=total, offset=offset, limit=limit, items=items)
+        return HistoryPage(
+            total=page.total,
+            total_is_estimate=page.total_is_estimate,
+            offset=offset,
+            limit=limit,
+            items=items,
+            next_after=page.next_after,
+        )
 
     @app.get("/stats", response_model=Stats)
     def stats(
