@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps lock serve train test lint format bench bento image actionlint clean
+.PHONY: install system-deps lock serve train test lint format bench bench-reads bento image actionlint clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ format: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+bench-reads: install  ## read scaling: every read and page at 100k and 1M stored predictions
+	$(BIN)/python -m bench.reads
 
 # The models the Bento carries are those MODELS names (deploy/models.env: the champion, pinned,
 # and an optional shadow challenger; the service declares both, so `bentoml build` packs both).

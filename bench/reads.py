@@ -1,4 +1,4 @@
-"""Read scaling: `.venv/bin/python -m bench.reads` (3-5 minutes).
+"""Read scaling: `make bench-reads` (or `.venv/bin/python -m bench.reads`; 3-5 minutes).
 
 Creates one throw-away PostgreSQL database per size (as `make bench` does; dropped at the end,
 also on failure), migrates them, trains a small model into a temporary BentoML store unless
@@ -6,7 +6,8 @@ the default store holds one, seeds 10,000 employees with outcomes and then the p
 (100,000 in one, 1,000,000 in the other, spread over 365 days, written with COPY in time
 order, through the triggers, 50,000 rows a transaction), and starts the service in process on
 each (its ASGI app behind Starlette's TestClient, as tests/support/inprocess runs it). Every
-read the service answers from history is then timed call by call at both sizes side by side
+read the service answers from history, and every page of the HR page (signed in through its
+form, target 300 ms), is then timed call by call at both sizes side by side
 (so that on a shared machine both sizes share its noise): p50 and p95 of `--calls` calls
 after two warm-ups. `/drift` and `/performance` cover the last 30 days.
 
@@ -33,7 +34,6 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, closing, contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from persistence.predictions import PredictionRow, write_predictions
 from persistence.queries import upsert_employees
 from tests.support.commands import run_cli
 from tests.support.databases import Keys, libpq
+from tests.support.ui import sign_in
 from training.extracts import load_extracts
 from training.generator import write_extracts
 
@@ -62,6 +63,8 @@ DAYS = 365
 SIZES = (100_000, 1_000_000)
 COPY_CHUNK = 50_000
 TARGET_MS = 100.0
+# The HR page's pages (issue 15): each renders within this, signed in, at 1,000,000 rows.
+PAGE_TARGET_MS = 300.0
 TARGET_GROWTH = 1.5
 WINDOW_DAYS = 30
 # top_factors as the service stores them: five features, ~600 bytes of JSON.
@@ -235,7 +238,36 @@ def reads(now: datetime, employee_id: int) -> list[tuple[str, str]]:
         ("/employees/at-risk", "/employees/at-risk?limit=50"),
         ("/employees/at-risk band=high", "/employees/at-risk?band=high&limit=50"),
         ("/employees/at-risk departement", "/employees/at-risk?departement=Commercial&limit=50"),
+        # The HR page, signed in with the same key (its session cookie, not the key).
+        ("/ui", "/ui"),
+        ("/ui/at-risk", "/ui/at-risk"),
+        ("/ui/at-risk band=high", "/ui/at-risk?band=high"),
+        ("/ui/employees/{id}", f"/ui/employees/{employee_id}"),
+        ("/ui/monitoring", "/ui/monitoring"),
+        ("/ui/audit", "/ui/audit"),
+        ("/ui/audit reads", "/ui/audit?view=reads"),
     ]
+
+
+def target_ms(name: str) -> float:
+    return PAGE_TARGET_MS if name.startswith("/ui") else TARGET_MS
+
+
+def signed_in_get(api: Any) -> Callable[[str], Any]:
+    """GET as the bench's key: API routes with the key, pages with a session opened by it."""
+    answer = sign_in(api, api.keys.read)
+    if answer.status_code != 303:
+        raise BenchError(f"signing in to the HR page: {answer.status_code} {answer.text[:300]}")
+    headers = api.headers(api.keys.read)
+
+    def get(path: str) -> Any:
+        return (
+            api.client.get(path)
+            if path.startswith("/ui")
+            else api.client.get(path, headers=headers)
+        )
+
+    return get
 
 
 class ForeignCpu:
@@ -413,14 +445,14 @@ def table(results: dict[str, Any]) -> str:
         cells = "".join(f"{t['p50_ms']:>13.1f} / {t['p95_ms']:>7.1f}" for t in timed)
         small, large = (results["reads"][s][name]["p95_ms"] for s in (first, last))
         growth = large / small if small else float("inf")
-        ok = large <= TARGET_MS and growth <= TARGET_GROWTH
+        ok = large <= target_ms(name) and growth <= TARGET_GROWTH
         lines.append(f"{name:34s}{cells}{growth:>11.2f}x  {'PASS' if ok else 'MISS'}")
     seeding = ", ".join(f"{int(s):,} rows {results['seed_s'][s]:.0f} s" for s in sizes)
     writes = results["write_cost"]
     lines += [
         "-" * (len(header) + 20),
-        f"targets: p95 <= {TARGET_MS:.0f} ms at {int(last):,} and <= {TARGET_GROWTH}x its "
-        f"p95 at {int(first):,}",
+        f"targets: p95 <= {TARGET_MS:.0f} ms (pages /ui: {PAGE_TARGET_MS:.0f} ms) at "
+        f"{int(last):,} and <= {TARGET_GROWTH}x its p95 at {int(first):,}",
         f"seeding (COPY through the triggers, 50,000-row transactions): {seeding}",
         f"CPU used by other processes (not this one, not PostgreSQL) while timing: "
         f"{results['foreign_cpu_pct']} % (noisy from {NOISY_PCT:.0f} %)",
@@ -458,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             tag = ""
             for size, url in urls.items():
                 api, tag = stack.enter_context(service(url, home))
-                gets[size] = partial(api.client.get, headers=api.headers(api.keys.read))
+                gets[size] = signed_in_get(api)
             for size, url in urls.items():
                 log(f"seeding {int(size):,} predictions")
                 results["seed_s"][size] = round(

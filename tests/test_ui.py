@@ -18,7 +18,7 @@ from persistence.tables import AccessEvent, Review
 from serving.ui.assets import CONTENT_SECURITY_POLICY
 from serving.ui.formatting import moment, number, percent
 from tests.support.http import poll
-from tests.test_ui_sessions import TEST_CLIENT, form_token, new_key, sign_in
+from tests.support.ui import TEST_CLIENT, form_token, new_key, sign_in
 from training.extracts import load_extracts
 
 SCORED = 6

@@ -6,7 +6,6 @@ on the pages, failed sign-ins audited and slowed down per address.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import timedelta
 from http.cookies import SimpleCookie
@@ -17,15 +16,14 @@ from sqlmodel import Session, col, select
 
 from persistence.audit import cutoff_for, purge_batch, purge_counts
 from persistence.engine import build_engine, session_scope
-from persistence.keys import Role, create_key, revoke_key
+from persistence.keys import Role, revoke_key
 from persistence.sessions import open_session, token_digest
 from persistence.tables import AuditEvent, UiSession, utcnow
 from serving.authentication import SESSION_COOKIE, SignInBackoff
 from tests.support.http import poll
+from tests.support.ui import TEST_CLIENT, form_token, new_key, sign_in
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 WRITTEN_WITHIN = 10  # seconds: the refusal log flushes every 2 s
-TEST_CLIENT = "testclient"  # the address Starlette's TestClient calls from
 
 
 @pytest.fixture(autouse=True)
@@ -36,34 +34,6 @@ def no_cookies(api):
     yield
     api.client.cookies.clear()
     api.module.SIGN_IN_BACKOFF.succeeded(TEST_CLIENT)
-
-
-def new_key(api, *roles: Role) -> tuple[str, str]:
-    """(name, key) of a fresh key holding `roles`."""
-    name = f"ui-{'-'.join(roles)}-{uuid.uuid4().hex[:8]}"
-    engine = build_engine(api.url)
-    try:
-        with session_scope(engine) as session:
-            return name, create_key(session, name, *roles)
-    finally:
-        engine.dispose()
-
-
-def form_token(answer) -> str:
-    match = CSRF.search(answer.text)
-    assert match, answer.text[:2000]
-    return match.group(1)
-
-
-def sign_in(api, key: str, base: str = ""):
-    """Open the form (it sets its CSRF cookie), post the key with the form's token."""
-    form = api.client.get(f"{base}/ui/sign-in")
-    assert form.status_code == 200, form.text[:500]
-    return api.client.post(
-        f"{base}/ui/sign-in",
-        data={"key": key, "csrf_token": form_token(form)},
-        follow_redirects=False,
-    )
 
 
 def set_cookies(answer) -> dict[str, SimpleCookie]:

@@ -38,8 +38,10 @@ class Site:
         return self.service.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop marked as
+    running on the main thread while it is open, and tests elsewhere call `asyncio.run`."""
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=chromium_path(), headless=True, args=launch_arguments()

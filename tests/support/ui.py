@@ -1,0 +1,44 @@
+"""Signing in to the HR page in process (Starlette's TestClient keeps the cookies)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from persistence.engine import build_engine, session_scope
+from persistence.keys import Role, create_key
+from tests.support.inprocess import Api
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+TEST_CLIENT = "testclient"  # the address Starlette's TestClient calls from
+
+
+def new_key(api: Api, *roles: Role) -> tuple[str, str]:
+    """(name, key) of a fresh key holding `roles`, in the service's database."""
+    name = f"ui-{'-'.join(roles)}-{uuid.uuid4().hex[:8]}"
+    engine = build_engine(api.url)
+    try:
+        with session_scope(engine) as session:
+            return name, create_key(session, name, *roles)
+    finally:
+        engine.dispose()
+
+
+def form_token(answer: Any) -> str:
+    """The CSRF token of the form on a page."""
+    match = CSRF.search(answer.text)
+    assert match, answer.text[:2000]
+    return match.group(1)
+
+
+def sign_in(api: Api, key: str, base: str = "") -> Any:
+    """Open the form (it sets its CSRF cookie), post the key with the form's token; the
+    answer (303 with the session cookie, which the client keeps, on success)."""
+    form = api.client.get(f"{base}/ui/sign-in")
+    assert form.status_code == 200, form.text[:500]
+    return api.client.post(
+        f"{base}/ui/sign-in",
+        data={"key": key, "csrf_token": form_token(form)},
+        follow_redirects=False,
+    )
