@@ -46,9 +46,10 @@ from bench.database import bench_database
 from bench.monitor import NOISY_PCT
 from bench.report import machine
 from db import upgrade
+from monitoring.live import DRIFT_DAYS
 from persistence.engine import build_engine, session_scope
 from persistence.keys import create_key
-from persistence.monitoring import OutcomeFact, record_outcomes
+from persistence.monitoring import OutcomeFact, record_outcomes, record_snapshot
 from persistence.predictions import PredictionRow, write_predictions
 from persistence.queries import upsert_employees
 from tests.support.commands import run_cli
@@ -253,6 +254,19 @@ def target_ms(name: str) -> float:
     return PAGE_TARGET_MS if name.startswith("/ui") else TARGET_MS
 
 
+def record_daily_snapshot(get: Callable[[str], Any], url: str, tag: str) -> None:
+    """What the daily `attrition monitor --record` job leaves, and `/ui/monitoring` shows:
+    drift over the last 30 days and performance over the whole history."""
+    since = (datetime.now(UTC) - timedelta(days=DRIFT_DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    drift, performance = get(f"/drift?since={since}").json(), get("/performance").json()
+    engine = build_engine(url)
+    try:
+        with session_scope(engine) as session:
+            record_snapshot(session, tag, drift, performance)
+    finally:
+        engine.dispose()
+
+
 def signed_in_get(api: Any) -> Callable[[str], Any]:
     """GET as the bench's key: API routes with the key, pages with a session opened by it."""
     answer = sign_in(api, api.keys.read)
@@ -445,14 +459,17 @@ def table(results: dict[str, Any]) -> str:
         cells = "".join(f"{t['p50_ms']:>13.1f} / {t['p95_ms']:>7.1f}" for t in timed)
         small, large = (results["reads"][s][name]["p95_ms"] for s in (first, last))
         growth = large / small if small else float("inf")
-        ok = large <= target_ms(name) and growth <= TARGET_GROWTH
+        # A page's only target is its time (issue 15); an employee's page grows with that
+        # employee's history (up to the 200 scores it draws), by design.
+        ok = large <= target_ms(name) and (name.startswith("/ui") or growth <= TARGET_GROWTH)
         lines.append(f"{name:34s}{cells}{growth:>11.2f}x  {'PASS' if ok else 'MISS'}")
     seeding = ", ".join(f"{int(s):,} rows {results['seed_s'][s]:.0f} s" for s in sizes)
     writes = results["write_cost"]
     lines += [
         "-" * (len(header) + 20),
-        f"targets: p95 <= {TARGET_MS:.0f} ms (pages /ui: {PAGE_TARGET_MS:.0f} ms) at "
-        f"{int(last):,} and <= {TARGET_GROWTH}x its p95 at {int(first):,}",
+        f"targets: p95 <= {TARGET_MS:.0f} ms at {int(last):,} and <= {TARGET_GROWTH}x its p95 at "
+        f"{int(first):,}; pages /ui: p95 <= {PAGE_TARGET_MS:.0f} ms at {int(last):,} (the "
+        "monitoring page reads the daily snapshot, recorded after seeding)",
         f"seeding (COPY through the triggers, 50,000-row transactions): {seeding}",
         f"CPU used by other processes (not this one, not PostgreSQL) while timing: "
         f"{results['foreign_cpu_pct']} % (noisy from {NOISY_PCT:.0f} %)",
@@ -496,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["seed_s"][size] = round(
                     seed_predictions(url, inputs, int(size), now, tag), 1
                 )
+                record_daily_snapshot(gets[size], url, tag)
             paths = [(n, p.replace("{tag}", tag)) for n, p in reads(now, min(inputs))]
             wait_for_quiet(args.wait_quiet)
             log(f"timing {len(paths)} reads, {args.calls} calls each at each size")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cli.db import connected
-from monitoring.live import live_drift, live_performance
+from monitoring.live import DRIFT_DAYS, live_drift, live_performance
 from persistence.engine import session_scope
 from persistence.monitoring import record_snapshot
 from persistence.tables import as_utc
@@ -111,7 +111,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--fail-above", type=float, metavar="PSI")
     parser.set_defaults(handler=drift)
     parser = commands.add_parser("monitor", help="drift and live performance (--record)")
-    parser.add_argument("--days", type=int, default=30, help="drift window (default 30)")
+    parser.add_argument(
+        "--days", type=int, default=DRIFT_DAYS, help=f"drift window (default {DRIFT_DAYS})"
+    )
     parser.add_argument("--horizon-days", type=int, default=365)
     parser.add_argument("--record", action="store_true", help="store the snapshot for /metrics")
     parser.set_defaults(handler=monitor)

@@ -21,6 +21,9 @@ from monitoring.drift import column_drift_report
 from monitoring.performance import column_performance_report
 from persistence.monitoring import latest_inputs, latest_per_employee_month, outcome_columns
 
+# The drift window of the daily snapshot (`attrition monitor --record`) and of the HR page.
+DRIFT_DAYS = 30
+
 
 def live_drift(
     session: Session,

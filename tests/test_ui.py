@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, delete, select
 
-from persistence.engine import build_engine
-from persistence.tables import AccessEvent, Review
+from persistence.engine import build_engine, session_scope
+from persistence.monitoring import record_snapshot
+from persistence.tables import AccessEvent, MonitoringSnapshot, Review
 from serving.ui.assets import CONTENT_SECURITY_POLICY
 from serving.ui.formatting import moment, number, percent
 from tests.support.http import poll
@@ -289,3 +290,24 @@ def test_numbers_and_dates_are_formatted_for_fr_fr():
     paris = ZoneInfo("Europe/Paris")
     assert moment(datetime(2026, 11, 25, 13, 5, tzinfo=UTC), paris) == "25/11/2026 14:05"
     assert moment(datetime(2026, 7, 1, 22, 30), paris) == "02/07/2026 00:30"  # naive is UTC
+
+
+def test_the_monitoring_page_shows_the_daily_snapshot_when_there_is_one(api, scored):
+    as_user(api, "read")
+    live = html(api.client.get("/ui/monitoring"))
+    assert "calculés à l'instant" in live and 'id="computed-at"' not in live
+
+    tag = api.instance.stored.tag
+    drift = api.client.get("/drift", headers=api.headers(api.keys.read)).json()
+    performance = api.client.get("/performance", headers=api.headers(api.keys.read)).json()
+    engine = build_engine(api.url)
+    try:
+        with session_scope(engine) as session:  # as `attrition monitor --record` stores it
+            snapshot_id = record_snapshot(session, tag, drift | {"n": 987654}, performance).id
+        recorded = html(api.client.get("/ui/monitoring"))
+        assert 'id="computed-at"' in recorded
+        assert number(987654) in recorded and number(987654) not in live
+    finally:
+        with session_scope(engine) as session:
+            session.exec(delete(MonitoringSnapshot).where(MonitoringSnapshot.id == snapshot_id))
+        engine.dispose()
