@@ -19,10 +19,10 @@ from sqlmodel import Session, col, select
 
 from persistence.audit import set_switch
 from persistence.engine import build_engine, session_scope
-from persistence.keys import Role, create_key
 from persistence.tables import AccessEvent, AuditEvent, EmployeeRecord, PredictionRecord
 from serving.gate import Gate
 from tests.support import databases
+from tests.support.databases import new_key
 from tests.support.inprocess import MAX_BATCH_ROWS, Api, running
 from tests.support.payloads import RAW
 from training.contract import Employee, employees_frame
@@ -206,16 +206,6 @@ def test_a_long_request_id_does_not_cost_the_prediction(api):
 # --- the audit trail ---------------------------------------------------------------------------
 
 
-def new_key(api: Api, label: str, *roles: Role) -> tuple[str, str]:
-    name = f"api-{label}-{uuid.uuid4().hex[:6]}"
-    engine = build_engine(api.url)
-    try:
-        with session_scope(engine) as session:
-            return name, create_key(session, name, *roles)
-    finally:
-        engine.dispose()
-
-
 def seeded_employee(api: Api, position: int) -> int:
     engine = build_engine(api.url)
     try:
@@ -230,7 +220,7 @@ def seeded_employee(api: Api, position: int) -> int:
 
 
 def test_every_predict_route_stores_its_caller_and_route(api):
-    name, key = new_key(api, "asker", "predict")
+    name, key = new_key(api.url, "asker", "predict")
     employee_id = seeded_employee(api, 2)
     single = api.post("/predict", RAW, key=key).json()
     batch = api.post("/predict_batch", [RAW, RAW], key=key).json()
@@ -252,8 +242,8 @@ def test_every_predict_route_stores_its_caller_and_route(api):
 
 
 def test_reads_of_scores_are_logged_when_the_log_flushes_and_stats_are_not(api):
-    scorer, scorer_key = new_key(api, "scorer", "predict")
-    reader, reader_key = new_key(api, "reader", "read")
+    scorer, scorer_key = new_key(api.url, "scorer", "predict")
+    reader, reader_key = new_key(api.url, "reader", "read")
     employee_id = seeded_employee(api, 3)
     made = api.post("/predict_by_id", {"employee_id": employee_id}, key=scorer_key).json()
     headers = api.headers(reader_key)
@@ -323,8 +313,8 @@ def test_the_stop_switch_in_process(api, monkeypatch):
 def test_time_filters_mean_one_instant_whatever_its_offset(api):
     """`since` and `until` are instants: 13:59+02:00 is 11:59Z, on SQLite (which stores text)
     as on PostgreSQL, for the history and for the audit trail."""
-    name, key = new_key(api, "timed", "predict")
-    _, auditor = new_key(api, "auditor", "audit")
+    name, key = new_key(api.url, "timed", "predict")
+    _, auditor = new_key(api.url, "auditor", "audit")
     made = api.post("/predict", RAW, key=key).json()
     api.client.get(f"/predictions/{made['prediction_id']}", headers=api.headers(key))
     api.client.portal.call(api.module.ACCESS.flush)
@@ -367,7 +357,7 @@ def test_a_nul_in_a_text_filter_is_no_server_error(api, path, parameter):
     """PostgreSQL text cannot hold U+0000 and psycopg2 refuses it before sending the query
     (a ValueError, not a database error): a filter holding one must be refused as the
     caller's 422, or match nothing, never a 500."""
-    _, key = new_key(api, "nul", "audit")
+    _, key = new_key(api.url, "nul", "audit")
     answer = api.client.get(path, params={parameter: "a\x00b"}, headers=api.headers(key))
     assert answer.status_code in (200, 422), answer.text
     if answer.status_code == 422:
@@ -377,7 +367,7 @@ def test_a_nul_in_a_text_filter_is_no_server_error(api, path, parameter):
 
 
 def test_reviews_in_process_and_a_nul_in_a_note_is_no_server_error(api):
-    reviewer, review_key = new_key(api, "reviewer", "review")
+    reviewer, review_key = new_key(api.url, "reviewer", "review")
     made = api.post("/predict", RAW).json()
     path = f"/predictions/{made['prediction_id']}/reviews"
     stored = api.post(path, {"decision": "disagree", "note": "vu en entretien"}, key=review_key)

@@ -24,11 +24,11 @@ from sqlmodel import Session, col, select
 
 from persistence.audit import current_switch, set_switch
 from persistence.engine import build_engine, session_scope
-from persistence.keys import Role, create_key
 from persistence.tables import PredictionRecord, Review
 from settings import Settings
 from tests.support import REPO
 from tests.support.commands import run_cli
+from tests.support.databases import new_key
 from tests.support.http import Key, ok, poll
 from tests.support.payloads import RAW
 from tests.support.servers import Service, process_family
@@ -44,16 +44,6 @@ LANDS_WITHIN = 10  # the issue's promise for suspend and resume, in seconds
 PER_WORKER = 5  # calls in a row each worker must answer alike
 PREDICT_ROUTES = ("/predict", "/predict_batch", "/predict_by_id")
 PARIS_SUMMER = timezone(timedelta(hours=2))
-
-
-def new_key(server: Service, label: str, *roles: Role) -> Key:
-    name = f"audit-{label}-{uuid.uuid4().hex[:8]}"
-    engine = build_engine(server.database_url)
-    try:
-        with session_scope(engine) as session:
-            return Key(name, create_key(session, name, *roles))
-    finally:
-        engine.dispose()
 
 
 def get(server: Service, path: str, key: Key, **params: Any) -> httpx.Response:
@@ -80,7 +70,10 @@ def aware(text: str) -> datetime:
 
 
 def test_each_predict_route_stores_its_client_and_endpoint(server, generated_dir):
-    predictor, reader = new_key(server, "asker", "predict"), new_key(server, "reader", "read")
+    predictor, reader = (
+        new_key(server.database_url, "asker", "predict"),
+        new_key(server.database_url, "reader", "read"),
+    )
     [seeded] = employee_ids(generated_dir, 3)
     single = ok(post(server, "/predict", predictor, RAW))
     batch = ok(post(server, "/predict_batch", predictor, [RAW, RAW | {"age": 30}]))
@@ -125,10 +118,10 @@ def test_each_predict_route_stores_its_client_and_endpoint(server, generated_dir
 
 
 def test_a_review_round_trip(server):
-    predictor = new_key(server, "scored", "predict")
-    reviewer = new_key(server, "hr", "review")
-    both = new_key(server, "hr-lead", "predict", "review")
-    reader = new_key(server, "reader", "read")
+    predictor = new_key(server.database_url, "scored", "predict")
+    reviewer = new_key(server.database_url, "hr", "review")
+    both = new_key(server.database_url, "hr-lead", "predict", "review")
+    reader = new_key(server.database_url, "reader", "read")
     reviewed = ok(post(server, "/predict", predictor, RAW))["prediction_id"]
     untouched = ok(post(server, "/predict", predictor, RAW | {"age": 29}))["prediction_id"]
 
@@ -188,8 +181,8 @@ def test_a_review_round_trip(server):
 
 
 def test_reviews_of_unknown_predictions_and_bad_reviews_are_refused(server):
-    predictor = new_key(server, "scored", "predict")
-    reviewer = new_key(server, "hr", "review")
+    predictor = new_key(server.database_url, "scored", "predict")
+    reviewer = new_key(server.database_url, "hr", "review")
     target = ok(post(server, "/predict", predictor, RAW))["prediction_id"]
     unknown = str(uuid.uuid4())
 
@@ -248,9 +241,9 @@ def access(server: Service, auditor: Key, **params: Any) -> dict[str, Any]:
 
 
 def test_person_level_reads_are_logged_and_stats_are_not(server, generated_dir):
-    predictor = new_key(server, "scorer", "predict")
-    reader = new_key(server, "looker", "read")
-    auditor = new_key(server, "dpo", "audit")
+    predictor = new_key(server.database_url, "scorer", "predict")
+    reader = new_key(server.database_url, "looker", "read")
+    auditor = new_key(server.database_url, "dpo", "audit")
     first, second = employee_ids(generated_dir, 11, 12)
     began = datetime.now(UTC) - timedelta(seconds=1)
 
@@ -370,8 +363,8 @@ def test_person_level_reads_are_logged_and_stats_are_not(server, generated_dir):
 
 
 def test_refusals_are_visible_to_auditors(server):
-    reader = new_key(server, "intruder", "read")
-    auditor = new_key(server, "dpo", "audit")
+    reader = new_key(server.database_url, "intruder", "read")
+    auditor = new_key(server.database_url, "dpo", "audit")
     nowhere = f"/nowhere-{uuid.uuid4().hex[:8]}"
     for _ in range(2):
         assert post(server, "/predict", reader, RAW).status_code == 403
@@ -499,10 +492,10 @@ def resumed_at_the_end(server: Service, key: Key) -> Iterator[None]:
 
 
 def test_the_stop_switch_stops_every_worker_and_only_scoring(server, generated_dir):
-    predictor = new_key(server, "scorer", "predict")
-    reviewer = new_key(server, "hr", "review")
-    reader = new_key(server, "reader", "read")
-    auditor = new_key(server, "dpo", "audit")
+    predictor = new_key(server.database_url, "scorer", "predict")
+    reviewer = new_key(server.database_url, "hr", "review")
+    reader = new_key(server.database_url, "reader", "read")
+    auditor = new_key(server.database_url, "dpo", "audit")
     [seeded] = employee_ids(generated_dir, 20)
     earlier = ok(post(server, "/predict", predictor, RAW))["prediction_id"]
     reason = f"DPIA under review ({uuid.uuid4().hex[:6]}): scoring paused, reads continue"

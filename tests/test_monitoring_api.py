@@ -36,12 +36,13 @@ from sklearn.metrics import (
 from sqlmodel import col, select
 
 from persistence.engine import build_engine, session_scope
-from persistence.keys import Role, create_key
+from persistence.keys import Role
 from persistence.monitoring import OutcomeFact, record_outcomes
 from persistence.predictions import PredictionRow, write_predictions
 from persistence.queries import upsert_employees
 from persistence.tables import Outcome
 from settings import Settings
+from tests.support.databases import new_key
 from tests.support.http import Key, ok, poll
 from tests.support.payloads import RAW
 from tests.support.rows import prediction_row
@@ -62,12 +63,6 @@ _IDS = itertools.count(1_500_000_000 + secrets.randbelow(10**8))
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def new_key(database_url: str, label: str, *roles: Role) -> Key:
-    name = f"monitoring-{label}-{uuid.uuid4().hex[:8]}"
-    with engine_of(database_url) as engine, session_scope(engine) as session:
-        return Key(name, create_key(session, name, *roles))
 
 
 @contextmanager

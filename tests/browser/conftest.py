@@ -12,11 +12,11 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 from sqlmodel import Session, select
 
-from persistence.engine import build_engine, session_scope
-from persistence.keys import create_key
+from persistence.engine import build_engine
 from persistence.tables import EmployeeRecord
 from tests.support import databases
 from tests.support.browser import Visit, chromium_path, launch_arguments, open_visit
+from tests.support.databases import new_key
 from tests.support.http import Key, ok
 from tests.support.servers import Service, start_service
 
@@ -50,18 +50,6 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def _keys(url: str) -> tuple[Key, Key, Key]:
-    engine = build_engine(url)
-    try:
-        with session_scope(engine) as session:
-            return tuple(  # type: ignore[return-value]
-                Key(f"browser-{role}", create_key(session, f"browser-{role}", role))
-                for role in ("read", "review", "audit")
-            )
-    finally:
-        engine.dispose()
-
-
 def _employees(url: str) -> list[int]:
     engine = build_engine(url)
     try:
@@ -78,7 +66,7 @@ def site(
 ) -> Iterator[Site]:
     with databases.fresh_database(postgres_server) as url:
         keys = databases.prepare_database(url, seed_dir=generated_dir)
-        read, review, audit = _keys(url)
+        read, review, audit = (new_key(url, "browser", r) for r in ("read", "review", "audit"))
         employee_ids = _employees(url)
         service = start_service(url, keys, session_home / "serve-browser.log")
         try:

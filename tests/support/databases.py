@@ -17,8 +17,9 @@ from sqlalchemy.engine import make_url
 
 import db
 from persistence.engine import build_engine, session_scope
-from persistence.keys import create_key, revoke_key
+from persistence.keys import Role, create_key, revoke_key
 from persistence.queries import upsert_employees
+from tests.support.http import Key
 from training.extracts import load_extracts
 
 TEST_DATABASE_ENV = "TEST_DATABASE_URL"  # CI's PostgreSQL service (.github/workflows/ci.yml)
@@ -133,3 +134,14 @@ def prepare_database(database_url: str, seed_dir: Path | None = None) -> Keys:
     finally:
         engine.dispose()
     return keys
+
+
+def new_key(database_url: str, label: str, *roles: Role) -> Key:
+    """A fresh key holding `roles`, named after `label` (unique per call)."""
+    name = f"tests-{label}-{uuid.uuid4().hex[:8]}"
+    engine = build_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            return Key(name, create_key(session, name, *roles))
+    finally:
+        engine.dispose()

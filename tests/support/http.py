@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """An API key a test created: its name (what the audit shows) and the secret it sends."""
 
     name: str

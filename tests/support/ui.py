@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
-from persistence.engine import build_engine, session_scope
-from persistence.keys import Role, create_key
+from persistence.keys import Role
+from tests.support import databases
+from tests.support.http import Key
 from tests.support.inprocess import Api
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 TEST_CLIENT = "testclient"  # the address Starlette's TestClient calls from
 
 
-def new_key(api: Api, *roles: Role) -> tuple[str, str]:
-    """(name, key) of a fresh key holding `roles`, in the service's database."""
-    name = f"ui-{'-'.join(roles)}-{uuid.uuid4().hex[:8]}"
-    engine = build_engine(api.url)
-    try:
-        with session_scope(engine) as session:
-            return name, create_key(session, name, *roles)
-    finally:
-        engine.dispose()
+def new_key(api: Api, *roles: Role) -> Key:
+    """A fresh key holding `roles`, in the service's database."""
+    return databases.new_key(api.url, "ui", *roles)
 
 
 def form_token(answer: Any) -> str:
