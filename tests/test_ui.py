@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlmodel import Session, delete, select
+from sqlmodel import delete, select
 
 from persistence.engine import build_engine, session_scope
 from persistence.monitoring import record_snapshot
 from persistence.tables import AccessEvent, MonitoringSnapshot, Review
 from serving.ui.assets import CONTENT_SECURITY_POLICY
 from serving.ui.formatting import moment, number, percent
+from tests.support.databases import stored
 from tests.support.http import poll
 from tests.support.ui import TEST_CLIENT, form_token, new_key, sign_in
 from training.extracts import load_extracts
@@ -53,21 +54,11 @@ def as_user(api, *roles) -> str:
 
 
 def reads_of(api, client: str) -> list[AccessEvent]:
-    engine = build_engine(api.url)
-    try:
-        with Session(engine) as session:
-            return list(session.exec(select(AccessEvent).where(AccessEvent.client == client)))
-    finally:
-        engine.dispose()
+    return stored(api.url, select(AccessEvent).where(AccessEvent.client == client))
 
 
 def reviews(api, reviewer: str) -> list[Review]:
-    engine = build_engine(api.url)
-    try:
-        with Session(engine) as session:
-            return list(session.exec(select(Review).where(Review.reviewer == reviewer)))
-    finally:
-        engine.dispose()
+    return stored(api.url, select(Review).where(Review.reviewer == reviewer))
 
 
 def html(answer, status: int = 200) -> str:

@@ -20,6 +20,7 @@ from persistence.keys import Role, revoke_key
 from persistence.sessions import open_session, token_digest
 from persistence.tables import AuditEvent, UiSession, utcnow
 from serving.authentication import SESSION_COOKIE, SignInBackoff
+from tests.support.databases import stored
 from tests.support.http import poll
 from tests.support.ui import TEST_CLIENT, form_token, new_key, sign_in
 
@@ -46,12 +47,7 @@ def set_cookies(answer) -> dict[str, SimpleCookie]:
 
 
 def session_rows(api, client: str) -> list[UiSession]:
-    engine = build_engine(api.url)
-    try:
-        with Session(engine) as session:
-            return list(session.exec(select(UiSession).where(UiSession.client == client)))
-    finally:
-        engine.dispose()
+    return stored(api.url, select(UiSession).where(UiSession.client == client))
 
 
 def change_session(api, token: str, **values) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pgserver
 import psycopg2
 from sqlalchemy.engine import make_url
+from sqlmodel import Session
 
 import db
 from persistence.engine import build_engine, session_scope
@@ -143,5 +144,15 @@ def new_key(database_url: str, label: str, *roles: Role) -> Key:
     try:
         with session_scope(engine) as session:
             return Key(name, create_key(session, name, *roles))
+    finally:
+        engine.dispose()
+
+
+def stored(database_url: str, statement: Any) -> list[Any]:
+    """The rows a SELECT finds, read on a connection of its own (as another process sees them)."""
+    engine = build_engine(database_url)
+    try:
+        with Session(engine) as session:
+            return list(session.exec(statement))
     finally:
         engine.dispose()
