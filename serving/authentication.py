@@ -104,6 +104,16 @@ def required_role(method: str, path: str) -> str | None:
     return "read"
 
 
+def permitted(caller: Caller, role: str, action: str) -> Caller:
+    """The caller, if it holds `role`; else the 403 saying which role `action` needs."""
+    if not caller.may(role):
+        held = ", ".join(sorted(caller.roles))
+        raise Forbidden(
+            f"this key ({held}) may not {action}: it needs the {role!r} role", client=caller.name
+        )
+    return caller
+
+
 def caller_of(scope: Scope) -> Caller | None:
     """The caller the gate stored in the request's state (None on public routes)."""
     caller: Caller | None = scope.get("state", {}).get(CALLER)
@@ -242,14 +252,7 @@ class Authenticator:
             raise Unauthenticated(
                 "this API key has been revoked", code="revoked_api_key", client=record.name
             )
-        caller = Caller(record.name, record.roles)
-        if not caller.may(role):
-            held = ", ".join(sorted(record.roles))
-            raise Forbidden(
-                f"this key ({held}) may not call {path}: it needs the {role!r} role",
-                client=record.name,
-            )
-        return caller
+        return permitted(Caller(record.name, record.roles), role, f"call {path}")
 
 
 class SignInRequired(Exception):
@@ -299,13 +302,7 @@ class SessionAuthenticator:
         state = scope.setdefault("state", {})
         state[CALLER] = caller
         state[SESSION] = live
-        if not caller.may(role):
-            held = ", ".join(sorted(record.roles))
-            raise Forbidden(
-                f"this key ({held}) may not open {scope['path']}: it needs the {role!r} role",
-                client=record.name,
-            )
-        return caller
+        return permitted(caller, role, f"open {scope['path']}")
 
 
 class TooManyAttempts(ApiError):
