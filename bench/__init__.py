@@ -35,8 +35,8 @@ Modules, by job: run (the entry point and the order of the steps), database (Pos
 the row counts), server (the servers under test), monitor (CPU and memory while they run),
 load (wrk and /predict_batch scenarios), flood (the random-key flood), shadow (the
 challenger's cost), in_process (the same work without HTTP), targets (the thresholds), report
-(the table and the JSON). Servers, databases and payloads come from tests/support, as in the
-tests.
+(the table and the JSON); layers, run by hand, splits py-spy samples of a worker by layer.
+Servers, databases and payloads come from tests/support, as in the tests.
 """
 
 import sys

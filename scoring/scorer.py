@@ -23,7 +23,7 @@ medium = flagged by the decision threshold but more likely to stay, low = not fl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from scoring.fast_transform import compile_preprocessor
+from scoring.fast_transform import Frame, compile_preprocessor
 from scoring.labels import label
 from training.contract import CATEGORIES
 
@@ -83,16 +83,25 @@ def _probe(features: list[str]) -> pd.DataFrame:
 
 def _fastest_transform(
     preprocess: ColumnTransformer, features: list[str]
-) -> Callable[[pd.DataFrame], Any]:
-    """The numpy transform when it provably matches sklearn's, else sklearn's own."""
+) -> Callable[[Frame], Any]:
+    """The numpy transform when it provably matches sklearn's, else sklearn's own (which needs
+    a DataFrame: `Columns` are made one)."""
     fast = compile_preprocessor(preprocess)
     if fast is not None:
         probe = _probe(features)
-        if np.allclose(fast(probe), preprocess.transform(probe), rtol=1e-9, atol=1e-12):
+        expected = preprocess.transform(probe)
+        columns = {name: probe[name].tolist() for name in features}
+        if all(np.allclose(fast(f), expected, rtol=1e-9, atol=1e-12) for f in (probe, columns)):
             return fast
         logger.warning("numpy preprocessing disagrees with sklearn: using sklearn's")
-    transform: Callable[[pd.DataFrame], Any] = preprocess.transform
-    return transform
+    return lambda frame: preprocess.transform(
+        frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
+    )
+
+
+def _values(column: pd.Series | Sequence[Any]) -> list[Any]:
+    """A column's values as Python objects (a Series' numpy scalars become ints, floats...)."""
+    return column.tolist() if isinstance(column, pd.Series) else list(column)
 
 
 def _baseline(preprocess: ColumnTransformer, baseline: Mapping[str, float] | None) -> np.ndarray:
@@ -214,13 +223,14 @@ class Scorer:
             out[:, index] = base - _log_odds(self.model.predict_proba(occluded)[:, 1])
         return out
 
-    def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+    def probabilities(self, frame: Frame) -> np.ndarray:
         """P(leaves) per row, without explanations (what the shadow challenger stores)."""
         transformed = np.asarray(self._transform(frame), dtype=float)
         return np.asarray(self.model.predict_proba(transformed)[:, 1])
 
-    def score(self, frame: pd.DataFrame) -> list[Score]:
-        """One transform and one `predict_proba` for the whole batch."""
+    def score(self, frame: Frame) -> list[Score]:
+        """One transform and one `predict_proba` for the whole batch; `frame` is a DataFrame or
+        one list per column (`fast_transform.Columns`, what the service passes)."""
         transformed = np.asarray(self._transform(frame), dtype=float)
         probability = self.model.predict_proba(transformed)[:, 1]
         contributions = self._contributions(transformed, probability)
@@ -228,7 +238,7 @@ class Scorer:
         # Python lists up front: per-element numpy access costs more than the scoring itself.
         order = np.argsort(-np.abs(contributions), axis=1)[:, :k]
         picked = np.round(np.take_along_axis(contributions, order, axis=1), 4).tolist()
-        values = {name: frame[name].tolist() for name in self.features}
+        values = {name: _values(frame[name]) for name in self.features}
         scores = []
         for row, (p, columns, sizes) in enumerate(
             zip(probability.tolist(), order.tolist(), picked, strict=True)

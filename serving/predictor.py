@@ -23,7 +23,7 @@ from scoring.scorer import Scorer
 from serving import metrics
 from serving.errors import from_store
 from serving.responses import Prediction
-from training.contract import Employee, employees_frame
+from training.contract import Employee, employee_columns
 
 LABELS = ("Non", "Oui")
 NOT_STORED = "the prediction could not be stored, so it is not returned; retry later"
@@ -50,7 +50,7 @@ class Predictor:
     def score_and_store(
         self, requests: Sequence[ScoringRequest], endpoint: str
     ) -> list[Prediction]:
-        scores = self.scorer.score(employees_frame([r.employee for r in requests]))
+        scores = self.scorer.score(employee_columns([r.employee for r in requests]))
         metrics.BATCH_SIZE.labels(endpoint=endpoint).observe(len(requests))
         batch_id = uuid.uuid4()
         now = utcnow()

@@ -30,7 +30,7 @@ from scoring.scorer import Scorer
 from serving import metrics
 from serving.predictor import ScoringRequest
 from serving.responses import Prediction
-from training.contract import employees_frame
+from training.contract import employee_columns
 
 logger = logging.getLogger(__name__)
 LOG_EVERY_SECONDS = 60.0
@@ -73,7 +73,7 @@ class ShadowScorer:
     def _score(self, batches: Sequence[Batch]) -> None:
         requests = [request for batch, _ in batches for request in batch]
         answers = [answer for _, batch in batches for answer in batch]
-        probabilities = self.scorer.probabilities(employees_frame([r.employee for r in requests]))
+        probabilities = self.scorer.probabilities(employee_columns([r.employee for r in requests]))
         threshold, now = self.scorer.threshold, utcnow()
         rows = [
             ShadowRow(

@@ -3,13 +3,15 @@ upgrade that moves or changes one fails here, by name, rather than in production
 
 1. the request deadline (`CancellingTimeoutMiddleware` swapped into BentoML's traffic module);
 2. `ListBody` (a list-rooted API input validated from bytes);
-3. `disable_unexported_tracing` (reads BentoML's configuration container).
+3. `disable_unexported_tracing` (reads BentoML's configuration container, and leaves
+   OpenTelemetry's middleware out of the app BentoML builds).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import os
 import re
@@ -19,11 +21,14 @@ from types import ModuleType
 
 import bentoml
 import pytest
+from _bentoml_impl.server.app import ServiceAppFactory
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.server.base_app import BaseAppFactory
 from bentoml._internal.server.http import traffic
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from packaging.specifiers import SpecifierSet
 from pydantic import ValidationError
+from starlette.middleware import Middleware
 from starlette.requests import Request
 
 import serving.bentoml_compat as compat
@@ -288,3 +293,29 @@ def test_a_configured_exporter_keeps_tracing_on(monkeypatch):
         EXPORTER.set(None)
 
     assert "OTEL_SDK_DISABLED" not in os.environ
+
+
+def test_bentoml_still_adds_the_tracing_middleware_in_the_wrapped_property(service):
+    """The wrapped property is BentoML's own, and it is where the middleware comes from."""
+    assert isinstance(compat._bentoml_middlewares, property)
+    assert "OpenTelemetryMiddleware" in inspect.getsource(compat._bentoml_middlewares.fget)
+    assert ServiceAppFactory.middlewares.fget is compat._middlewares
+
+
+@pytest.mark.parametrize(("disabled", "traced"), [("true", False), ("false", True)])
+def test_the_tracing_middleware_is_left_out_only_while_tracing_is_off(
+    service, monkeypatch, disabled, traced
+):
+    """No OpenTelemetry middleware while the SDK is off (it would only make no-op spans);
+    BentoML's list, in its order, otherwise."""
+    bentoml_list = [
+        Middleware(OpenTelemetryMiddleware),
+        Middleware(CancellingTimeoutMiddleware, timeout=60),
+        Middleware(service.Gate),
+    ]
+    monkeypatch.setattr(compat, "_bentoml_middlewares", property(lambda _: list(bentoml_list)))
+    monkeypatch.setenv("OTEL_SDK_DISABLED", disabled)
+    built = [m.cls for m in ServiceAppFactory.middlewares.fget(object())]
+
+    expected = [m.cls for m in bentoml_list]
+    assert built == (expected if traced else expected[1:])

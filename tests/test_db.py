@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,37 @@ def test_written_predictions_read_back_unchanged(backend, request, tmp_path):
                 assert found.replace(tzinfo=None) == value.replace(tzinfo=None)
             else:
                 assert found == value, name
+
+
+def test_a_batch_copied_in_many_chunks_reads_back_unchanged(new_postgres_database):
+    """COPY's text is encoded as the driver reads it, in chunks, with the values a batch
+    repeats escaped once: a batch far over one chunk, sharing awkward values, reads back as
+    written, each row its own."""
+    url = new_postgres_database()
+    db.upgrade(url)
+    awkward = "tab\there \\ back\\slash\nnew line \\N é"
+    batch_id = uuid.uuid4()
+    rows = [_prediction() for _ in range(300)]  # ~1.5 kB each: dozens of 8 kB chunks
+    for n, row in enumerate(rows):
+        row.batch_id = batch_id
+        row.client = awkward if n % 2 else None
+        row.request_id = awkward if n % 3 else f"r{n}"
+        row.input = {"poste": f"{awkward} {n}", "filler": "x" * 1000}
+    engine = build_engine(url)
+    with session_scope(engine) as session:
+        write_predictions(session, rows)
+    with Session(engine) as session:
+        stored = {r.id: r for r in session.exec(select(PredictionRecord))}
+    engine.dispose()
+    assert len(stored) == len(rows)
+    for row in rows:
+        record = stored[row.id]
+        assert (record.client, record.request_id, record.input, record.batch_id) == (
+            row.client,
+            row.request_id,
+            row.input,
+            row.batch_id,
+        )
 
 
 def test_a_value_postgresql_refuses_in_copy_is_store_rejected(new_postgres_database):

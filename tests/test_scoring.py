@@ -6,7 +6,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import MinMaxScaler
 
 from scoring.fast_transform import compile_preprocessor
-from scoring.scorer import HIGH_FROM, Scorer, risk_band, risk_bands
+from scoring.scorer import HIGH_FROM, Scorer, _fastest_transform, risk_band, risk_bands
 from training.contract import NUMERIC_FEATURES
 from training.extracts import load_extracts
 from training.store import load
@@ -23,6 +23,25 @@ def test_numpy_preprocessing_equals_sklearn_on_unseen_employees(trained_tag, hol
     assert getattr(scorer._transform, "__self__", None) is not preprocess  # not sklearn's
     probabilities = [s.probability for s in scorer.score(frame)]
     np.testing.assert_allclose(probabilities, stored.pipeline.predict_proba(frame)[:, 1])
+
+
+def test_one_list_per_column_scores_as_the_dataframe(trained_tag, holdout_dir):
+    """The service passes plain columns (no DataFrame): the same scores and factors, down to
+    the Python type of each factor's value (`repr` tells 1 from 1.0)."""
+    stored = load(trained_tag)
+    frame = load_extracts(holdout_dir).frame.iloc[:200]
+    columns = {name: frame[name].tolist() for name in frame.columns}
+    scorer = stored.scorer()
+    assert repr(scorer.score(columns)) == repr(scorer.score(frame))
+    np.testing.assert_array_equal(scorer.probabilities(columns), scorer.probabilities(frame))
+
+
+def test_sklearns_own_transform_takes_plain_columns_too(generated_dir):
+    frame = load_extracts(generated_dir).frame
+    other = ColumnTransformer([("mm", MinMaxScaler(), list(NUMERIC_FEATURES))]).fit(frame)
+    transform = _fastest_transform(other, list(NUMERIC_FEATURES))
+    columns = {name: frame[name].tolist() for name in frame.columns}
+    np.testing.assert_array_equal(transform(columns), other.transform(frame))
 
 
 def test_unknown_preprocessing_parts_fall_back_to_sklearn(generated_dir):

@@ -12,6 +12,7 @@ min/max as hard limits rejected real employees the sample did not happen to cont
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import pandas as pd
@@ -186,7 +187,12 @@ def contract_description() -> dict[str, Any]:
     }
 
 
+def employee_columns(employees: Sequence[Employee]) -> dict[str, list[Any]]:
+    """One list per field: what the scorer takes on the hot path (`scoring.fast_transform`
+    `Columns`; building a DataFrame per batch cost more than scoring it)."""
+    return {name: [getattr(e, name) for e in employees] for name in Employee.model_fields}
+
+
 def employees_frame(employees: list[Employee]) -> pd.DataFrame:
-    """Column-wise construction: one list per field, no per-row DataFrame work."""
-    fields = list(Employee.model_fields)
-    return pd.DataFrame({name: [getattr(e, name) for e in employees] for name in fields})
+    """The same columns as a DataFrame (training, evaluation, sklearn's own pipeline)."""
+    return pd.DataFrame(employee_columns(employees))
