@@ -41,13 +41,26 @@ Servers, databases and payloads come from tests/support, as in the tests.
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 BENCH = Path(__file__).resolve().parent
 
 
 class BenchError(RuntimeError):
     """A step of the benchmark failed; the message says which and why."""
+
+
+def run(main: Callable[[], int]) -> NoReturn:
+    """Exit with `main()`'s status: 2 when a step failed (its message logged), 130 on Ctrl-C."""
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        log(f"error: {error}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def log(message: str) -> None:

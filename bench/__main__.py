@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import bench
-from bench import BENCH, BenchError, log
+from bench import BENCH, BenchError, log, run
 from bench.database import Rows, bench_database
 from bench.in_process import in_process
 from bench.load import Context, ensure_wrk, serve_and_measure
@@ -237,10 +236,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as error:
-        log(f"error: {error}")
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run(main)

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -41,7 +40,7 @@ import numpy as np
 import psutil
 import psycopg2
 
-from bench import BENCH, BenchError, log
+from bench import BENCH, BenchError, log, run
 from bench.database import bench_database
 from bench.monitor import NOISY_PCT
 from bench.report import machine
@@ -534,10 +533,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as error:
-        log(f"error: {error}")
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run(main)
