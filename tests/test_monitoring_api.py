@@ -14,17 +14,14 @@ import secrets
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -35,27 +32,32 @@ from sklearn.metrics import (
 )
 from sqlmodel import col, select
 
-from persistence.engine import build_engine, session_scope
+from persistence.engine import session_scope
 from persistence.keys import Role
 from persistence.monitoring import OutcomeFact, record_outcomes
-from persistence.predictions import PredictionRow, write_predictions
+from persistence.predictions import PredictionRow
 from persistence.queries import upsert_employees
 from persistence.tables import Outcome
 from settings import Settings
-from tests.support.databases import new_key
+from tests.support.databases import engine_of, new_key
 from tests.support.http import Key, ok, poll
+from tests.support.monitoring import (
+    SHIFTED,
+    Sample,
+    anonymous_rows,
+    prediction,
+    scored_samples,
+    shifted,
+    write_rows,
+)
 from tests.support.payloads import RAW
-from tests.support.rows import prediction_row
 from tests.support.servers import Service
-from training.contract import Employee, employees_frame
-from training.extracts import load_extracts
-from training.generator import write_extracts
+from training.contract import Employee
 from training.store import load
 
 pytestmark = pytest.mark.e2e
 
 MIN_ROWS = 200  # the service's default minimum sample for a drift verdict
-SHIFTED = {"age", "heure_supplementaires"}
 FLUSH = Settings().access_flush_seconds  # access events are written in batches this often
 ACCESS_LANDS_WITHIN = 15
 # Employee ids of this module's own employees: far above the generated ones (<= 2 x rows).
@@ -63,15 +65,6 @@ _IDS = itertools.count(1_500_000_000 + secrets.randbelow(10**8))
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def engine_of(database_url: str) -> Iterator[sa.Engine]:
-    engine = build_engine(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def get(server: Service, path: str, key: Key | None, **params: Any) -> httpx.Response:
@@ -100,35 +93,6 @@ def seed_employees(database_url: str, count: int) -> list[int]:
     with engine_of(database_url) as engine, session_scope(engine) as session:
         upsert_employees(session, {i: features(i) for i in ids})
     return ids
-
-
-def prediction(
-    tag: str,
-    created_at: datetime,
-    probability: float,
-    *,
-    employee_id: int | None = None,
-    threshold: float = 0.5,
-    input: dict[str, Any] | None = None,
-    top_factors: list[dict[str, Any]] | None = None,
-) -> PredictionRow:
-    """A stored prediction of `tag`, its decision at its own threshold."""
-    row = prediction_row(
-        created_at=created_at,
-        employee_id=employee_id,
-        input=input if input is not None else {},
-        probability=float(probability),
-        prediction=int(probability >= threshold),
-        threshold=threshold,
-        model_tag=tag,
-    )
-    row.top_factors = top_factors or []
-    return row
-
-
-def write_rows(database_url: str, rows: Sequence[PredictionRow]) -> None:
-    with engine_of(database_url) as engine, session_scope(engine) as session:
-        write_predictions(session, rows)
 
 
 def outcomes_of(database_url: str, employee_ids: Iterable[int]) -> list[Outcome]:
@@ -586,51 +550,10 @@ def test_performance_refuses_bad_parameters(server, keys, params):
 # --- drift ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sample:
-    inputs: list[dict[str, Any]]
-    probabilities: list[float]
-
-
-def score_sample(stored: Any, employees: list[Employee]) -> Sample:
-    """Employees as the service stores them, scored by the served model."""
-    scores = stored.scorer().score(employees_frame(employees))
-    return Sample(
-        [e.model_dump(mode="json", exclude_none=True) for e in employees],
-        [float(s.probability) for s in scores],
-    )
-
-
-def shifted(sample: Sample, seed: int = 0) -> Sample:
-    """The same employees, twelve years older and nearly all on overtime."""
-    rng = np.random.default_rng(seed)
-    inputs = [
-        row | {"age": row["age"] + 12, "heure_supplementaires": bool(rng.random() < 0.9)}
-        for row in sample.inputs
-    ]
-    return Sample(inputs, sample.probabilities)
-
-
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory, served: Any) -> dict[str, Sample]:
     """Two unshifted generated samples of 1,000 employees (seeds the model never saw)."""
-    folder: Path = tmp_path_factory.mktemp("drift")
-    return {
-        name: score_sample(
-            served, load_extracts(write_extracts(folder / name, 1000, seed)).employees
-        )
-        for name, seed in (("early", 31), ("late", 32))
-    }
-
-
-def anonymous_rows(
-    tag: str, sample: Sample, when: datetime, threshold: float
-) -> list[PredictionRow]:
-    """Rows that name no employee (each counts once), spread over a minute from `when`."""
-    return [
-        prediction(tag, when + timedelta(seconds=i % 60), p, threshold=threshold, input=row)
-        for i, (row, p) in enumerate(zip(sample.inputs, sample.probabilities, strict=True))
-    ]
+    return scored_samples(tmp_path_factory.mktemp("drift"), served, 1000, {"early": 31, "late": 32})
 
 
 def statuses(report: dict[str, Any]) -> dict[str, str]:

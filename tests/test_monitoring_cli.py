@@ -34,19 +34,18 @@ from persistence.monitoring import OutcomeFact, latest_snapshot, record_outcomes
 from persistence.tables import MonitoringSnapshot, Outcome
 from settings import get_settings
 from tests.support import REPO, databases
-from tests.support.servers import Running, bentoml_serve, process_family
-from tests.test_monitoring_api import (
+from tests.support.databases import engine_of
+from tests.support.monitoring import (
     SHIFTED,
     Sample,
     anonymous_rows,
-    engine_of,
     prediction,
-    score_sample,
+    scored_samples,
     shifted,
     write_rows,
 )
+from tests.support.servers import Running, bentoml_serve, process_family
 from training.extracts import load_extracts
-from training.generator import write_extracts
 from training.store import load
 
 ENV = ("DATABASE_URL", "ATTRITION_ADMIN_DATABASE_URL", "ATTRITION_DRIFT_MIN_ROWS")
@@ -87,13 +86,9 @@ def served(trained_tag: str) -> Any:
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory, served: Any) -> dict[str, Sample]:
-    folder: Path = tmp_path_factory.mktemp("drift-cli")
-    return {
-        name: score_sample(
-            served, load_extracts(write_extracts(folder / name, 600, seed)).employees
-        )
-        for name, seed in (("early", 41), ("late", 42))
-    }
+    return scored_samples(
+        tmp_path_factory.mktemp("drift-cli"), served, 600, {"early": 41, "late": 42}
+    )
 
 
 # --- attrition outcomes import ----------------------------------------------------------------

@@ -30,7 +30,6 @@ import bentoml
 import httpx
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -39,7 +38,7 @@ from sqlmodel import Session, col, func, select
 import db
 from persistence import audit
 from persistence.audit import purge_batch, purge_counts
-from persistence.engine import build_engine, session_scope
+from persistence.engine import session_scope
 from persistence.predictions import write_predictions
 from persistence.queries import get_employee
 from persistence.tables import PredictionRecord, ShadowPrediction, utcnow
@@ -47,7 +46,7 @@ from scoring.scorer import Score
 from serving.responses import Prediction
 from tests.support import REPO, databases
 from tests.support.commands import run_cli
-from tests.support.databases import Keys
+from tests.support.databases import Keys, engine_of
 from tests.support.payloads import RAW
 from tests.support.rows import prediction_row
 from tests.support.servers import Service, bentoml_serve
@@ -197,15 +196,6 @@ def shadowed(
         shadow=models.challenger,
     ) as server:
         yield server
-
-
-@contextmanager
-def engine_of(url: str) -> Iterator[sa.Engine]:
-    engine = build_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def wait_for(probe: Callable[[], T], done: Callable[[T], bool], what: str) -> T:

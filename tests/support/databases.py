@@ -13,6 +13,7 @@ from typing import Any
 
 import pgserver
 import psycopg2
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -140,19 +141,21 @@ def prepare_database(database_url: str, seed_dir: Path | None = None) -> Keys:
 def new_key(database_url: str, label: str, *roles: Role) -> Key:
     """A fresh key holding `roles`, named after `label` (unique per call)."""
     name = f"tests-{label}-{uuid.uuid4().hex[:8]}"
+    with engine_of(database_url) as engine, session_scope(engine) as session:
+        return Key(name, create_key(session, name, *roles))
+
+
+@contextmanager
+def engine_of(database_url: str) -> Iterator[sa.Engine]:
+    """An engine of its own on that database, disposed at the end of the block."""
     engine = build_engine(database_url)
     try:
-        with session_scope(engine) as session:
-            return Key(name, create_key(session, name, *roles))
+        yield engine
     finally:
         engine.dispose()
 
 
 def stored(database_url: str, statement: Any) -> list[Any]:
     """The rows a SELECT finds, read on a connection of its own (as another process sees them)."""
-    engine = build_engine(database_url)
-    try:
-        with Session(engine) as session:
-            return list(session.exec(statement))
-    finally:
-        engine.dispose()
+    with engine_of(database_url) as engine, Session(engine) as session:
+        return list(session.exec(statement))
