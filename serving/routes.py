@@ -84,21 +84,22 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 MAX_OUTCOMES = 10_000
 
 
-def _caller(request: Request) -> Caller:
+def request_caller(request: Request) -> Caller:
+    """Who the gate let in (a key, or an HR-page session): the read routes and the pages."""
     caller = caller_of(request.scope)
     if caller is None:  # the gate lets no one in here without a key
         raise Forbidden("this route needs an API key")
     return caller
 
 
-def _log_read(access: AccessLog, request: Request, employee_ids: list[int | None]) -> None:
+def log_read(access: AccessLog, request: Request, employee_ids: list[int | None]) -> None:
     """A read that returned person-level scores goes to the access log (an empty page does
     not: it showed nobody)."""
     if employee_ids:
         route = request.scope.get("route")
         template = getattr(route, "path", request.url.path)  # `/predictions/{prediction_id}`
         query = {**request.path_params, **request.query_params} or None
-        access.record(_caller(request).name, template, query, employee_ids)
+        access.record(request_caller(request).name, template, query, employee_ids)
 
 
 def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
@@ -133,7 +134,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
                     "shadow": ShadowScore.model_validate(shadows[-1]) if shadows else None,
                 }
             )
-        _log_read(access, request, [record.employee_id])
+        log_read(access, request, [record.employee_id])
         return detail
 
     @app.post("/predictions/{prediction_id}/reviews", response_model=ReviewOut, status_code=201)
@@ -141,7 +142,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
         request: Request, prediction_id: Annotated[uuid.UUID, PathParam()], body: ReviewIn
     ) -> ReviewOut:
         """Record what a person decided about a score (role `review`); reviews are never edited."""
-        reviewer = _caller(request).name
+        reviewer = request_caller(request).name
         with session_scope(engine) as session:
             stored = add_review(session, prediction_id, body.decision, body.note, reviewer)
             if stored is None:
@@ -176,7 +177,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
                     [{"field": "after", "rule": "cursor", "message": str(exc)}], "bad cursor"
                 ) from exc
             items = [StoredPrediction.model_validate(r) for r in page.rows]
-        _log_read(access, request, [i.employee_id for i in items])
+        log_read(access, request, [i.employee_id for i in items])
         return HistoryPage(
             total=page.total,
             total_is_estimate=page.total_is_estimate,
@@ -196,7 +197,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
     ) -> Stats:
         """Count, positive rate and mean probability per department, job or day; by genre,
         marital status or age band for `audit` keys only."""
-        if by in PROTECTED_DIMENSIONS and not _caller(request).may("audit"):
+        if by in PROTECTED_DIMENSIONS and not request_caller(request).may("audit"):
             raise Forbidden(f"statistics by {by} (a protected attribute) need the 'audit' role")
         filters = HistoryFilter(model_tag=model_tag, since=since, until=until)
         with session_scope(engine) as session:
@@ -212,7 +213,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
         facts = [
             OutcomeFact(o.employee_id, "left" if o.left else "stayed", o.event_date) for o in body
         ]
-        client = _caller(request).name
+        client = request_caller(request).name
         with session_scope(engine) as session:
             unknown = unknown_employees(session, [f.employee_id for f in facts])
             if unknown:
@@ -256,7 +257,7 @@ def build_routes(engine: sa.Engine, access: AccessLog) -> FastAPI:
                 )
                 for row in rows
             ]
-        _log_read(access, request, [i.employee_id for i in items])
+        log_read(access, request, [i.employee_id for i in items])
         return AtRiskPage(total=total, offset=offset, limit=limit, items=items)
 
     @app.get("/compare")

@@ -52,7 +52,7 @@ from serving.authentication import (
 )
 from serving.errors import NotFound
 from serving.responses import Decision, ModelCard
-from serving.routes import NO_NUL, _caller, _log_read
+from serving.routes import NO_NUL, log_read, request_caller
 from serving.ui.render import Renderer
 
 PAGE_SIZE = 25
@@ -177,7 +177,7 @@ def build_ui(
     def sign_in(request: Request) -> Response:
         """The gate checked the form (back-off, CSRF, key): open the session, set its cookie
         (never the key), forget the sign-in form's token."""
-        caller = _caller(request)
+        caller = request_caller(request)
         address = request.client.host if request.client else None
         with session_scope(engine) as session:
             token = open_session(
@@ -251,7 +251,7 @@ def build_ui(
                 return at_risk(session, filters, offset=offset, limit=PAGE_SIZE)
 
         total, rows = await run_in_threadpool(read)
-        _log_read(access, request, [row["employee_id"] for row in rows])
+        log_read(access, request, [row["employee_id"] for row in rows])
         properties = card.contract["schema"]["properties"]
         chosen = {"departement": departement, "poste": poste, "band": band}
         return renderer.page(
@@ -289,7 +289,7 @@ def build_ui(
     @router.get("/employees/{employee_id}")
     def employee(request: Request, employee_id: EmployeeIdPath, saved: bool = False) -> Response:
         record = employee_record(employee_id)
-        _log_read(access, request, [employee_id])
+        log_read(access, request, [employee_id])
         chart = [
             {"at": renderer.env.filters["moment"](p["at"]), "probability": p["probability"]}
             for p in record["history"]
@@ -301,7 +301,7 @@ def build_ui(
             employee_id=employee_id,
             chart=chart,
             saved=saved,
-            may_review=_caller(request).may("review"),
+            may_review=request_caller(request).may("review"),
             **record,
         )
 
@@ -313,7 +313,7 @@ def build_ui(
         note: Annotated[str, Form(max_length=2000, pattern=NO_NUL)] = "",
     ) -> Response:
         """A review (role `review`, checked by the gate) of the employee's latest score."""
-        reviewer = _caller(request).name
+        reviewer = request_caller(request).name
         with session_scope(engine) as session:
             _, latest = prediction_history(
                 session, HistoryFilter(employee_id=employee_id), offset=0, limit=1
