@@ -178,7 +178,32 @@ CREATE TABLE public.latest_predictions (
     departement text,
     poste text,
     band character varying(8) NOT NULL,
-    input jsonb NOT NULL
+    input jsonb NOT NULL,
+    age text GENERATED ALWAYS AS ((input ->> 'age'::text)) STORED,
+    genre text GENERATED ALWAYS AS ((input ->> 'genre'::text)) STORED,
+    revenu_mensuel text GENERATED ALWAYS AS ((input ->> 'revenu_mensuel'::text)) STORED,
+    statut_marital text GENERATED ALWAYS AS ((input ->> 'statut_marital'::text)) STORED,
+    nombre_experiences_precedentes text GENERATED ALWAYS AS ((input ->> 'nombre_experiences_precedentes'::text)) STORED,
+    annee_experience_totale text GENERATED ALWAYS AS ((input ->> 'annee_experience_totale'::text)) STORED,
+    annees_dans_l_entreprise text GENERATED ALWAYS AS ((input ->> 'annees_dans_l_entreprise'::text)) STORED,
+    annees_dans_le_poste_actuel text GENERATED ALWAYS AS ((input ->> 'annees_dans_le_poste_actuel'::text)) STORED,
+    satisfaction_employee_environnement text GENERATED ALWAYS AS ((input ->> 'satisfaction_employee_environnement'::text)) STORED,
+    note_evaluation_precedente text GENERATED ALWAYS AS ((input ->> 'note_evaluation_precedente'::text)) STORED,
+    niveau_hierarchique_poste text GENERATED ALWAYS AS ((input ->> 'niveau_hierarchique_poste'::text)) STORED,
+    satisfaction_employee_nature_travail text GENERATED ALWAYS AS ((input ->> 'satisfaction_employee_nature_travail'::text)) STORED,
+    satisfaction_employee_equipe text GENERATED ALWAYS AS ((input ->> 'satisfaction_employee_equipe'::text)) STORED,
+    satisfaction_employee_equilibre_pro_perso text GENERATED ALWAYS AS ((input ->> 'satisfaction_employee_equilibre_pro_perso'::text)) STORED,
+    note_evaluation_actuelle text GENERATED ALWAYS AS ((input ->> 'note_evaluation_actuelle'::text)) STORED,
+    heure_supplementaires text GENERATED ALWAYS AS ((input ->> 'heure_supplementaires'::text)) STORED,
+    augementation_salaire_precedente text GENERATED ALWAYS AS ((input ->> 'augementation_salaire_precedente'::text)) STORED,
+    nombre_participation_pee text GENERATED ALWAYS AS ((input ->> 'nombre_participation_pee'::text)) STORED,
+    nb_formations_suivies text GENERATED ALWAYS AS ((input ->> 'nb_formations_suivies'::text)) STORED,
+    distance_domicile_travail text GENERATED ALWAYS AS ((input ->> 'distance_domicile_travail'::text)) STORED,
+    niveau_education text GENERATED ALWAYS AS ((input ->> 'niveau_education'::text)) STORED,
+    domaine_etude text GENERATED ALWAYS AS ((input ->> 'domaine_etude'::text)) STORED,
+    frequence_deplacement text GENERATED ALWAYS AS ((input ->> 'frequence_deplacement'::text)) STORED,
+    annees_depuis_la_derniere_promotion text GENERATED ALWAYS AS ((input ->> 'annees_depuis_la_derniere_promotion'::text)) STORED,
+    annes_sous_responsable_actuel text GENERATED ALWAYS AS ((input ->> 'annes_sous_responsable_actuel'::text)) STORED
 );
 
 CREATE TABLE public.monitoring_snapshots (
@@ -471,4 +496,4 @@ ALTER TABLE ONLY public.shadow_predictions
     ADD CONSTRAINT shadow_predictions_prediction_id_fkey FOREIGN KEY (prediction_id) REFERENCES public.predictions(id);
 
 
-INSERT INTO public.alembic_version (version_num) VALUES ('0009');
+INSERT INTO public.alembic_version (version_num) VALUES ('0010');

@@ -13,7 +13,7 @@ Rules (the `reference` block is described in `training.reference`):
   (``"Oui"``/``"Non"``, ``"11 %"``).
 * **PSI** = sum((live - ref) * ln(live / ref)) over the bins, both proportions floored at
   ``EPSILON`` = 1e-4 so that an empty bin gives a large but finite term.
-* **p-value**: chi-square goodness of fit (``scipy.stats.chisquare``) of the live bin counts
+* **p-value**: chi-square goodness of fit (as ``scipy.stats.chisquare``) of the live bin counts
   against the reference proportions (floored at ``EPSILON``, renormalised) times ``n``, for
   categorical and numeric features alike: numbers are compared on the reference's decile
   bins because the reference keeps bins, not rows, so a two-sample KS test is impossible.
@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chisquare
+from scipy.stats import chi2
 
 EPSILON = 1e-4
 STABLE_BELOW = 0.1
@@ -64,7 +64,10 @@ def compare(counts: np.ndarray, proportions: Sequence[float]) -> tuple[float, fl
     expected /= expected.sum()
     live = np.maximum(counts / n, EPSILON)
     psi = float(np.sum((live - expected) * np.log(live / expected)))
-    p_value = float(chisquare(counts, expected * n).pvalue)
+    # `scipy.stats.chisquare(counts, expected * n)`'s statistic and p-value (a test compares):
+    # its argument checking cost ~0.2 ms a call, a sixth of a 28-feature report's arithmetic.
+    statistic = float(np.sum((counts - expected * n) ** 2 / (expected * n)))
+    p_value = float(chi2.sf(statistic, len(counts) - 1))
     return psi, None if math.isnan(p_value) else p_value
 
 
@@ -95,9 +98,17 @@ def _distinct(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
 
 
 def _numbers(values: Sequence[Any]) -> np.ndarray:
-    """The values that are numbers (see `_number`), as floats."""
+    """The values that are numbers (see `_number`), as floats. The distinct values are parsed
+    by pandas first (a continuous feature such as a salary has ~5,000 distinct values in
+    10,000 rows: 1.2 ms against ~10 ms through `_number`); `_number` reads only what pandas
+    does not (``"Oui"``, ``"11 %"``, ``"1,5"``, booleans), so the rules stay `_number`'s."""
     codes, uniques = _distinct(values)
-    array = np.asarray([*(_number(u) for u in uniques), math.nan], dtype=float)[codes]
+    parsed = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").to_numpy(
+        float, copy=True
+    )
+    unparsed = np.flatnonzero(np.isnan(parsed))
+    parsed[unparsed] = [_number(uniques[i]) for i in unparsed]
+    array = np.append(parsed, math.nan)[codes]
     present: np.ndarray = array[~np.isnan(array)]
     return present
 
@@ -176,9 +187,10 @@ def column_drift_report(
     predictions: Sequence[int | bool | None] | None = None,
     min_rows: int = DEFAULT_MIN_ROWS,
 ) -> dict[str, Any]:
-    """`drift_report` of rows given column by column: `columns[feature][i]` (a reference
-    feature absent from `columns` counts as missing), `probabilities[i]` and `predictions[i]`
-    describe row i. Answer::
+    """`drift_report` of rows given column by column: `probabilities[i]` and `predictions[i]`
+    describe row i, `columns[feature]` holds the feature's values in those rows, in any order,
+    a missing value None or left out (a reference feature absent from `columns` is missing
+    in every row). Answer::
 
         {"n": int, "status": Status, "min_rows": int,
          "features": [{"feature", "psi", "p_value", "test", "status", "n"}, ...],
@@ -189,12 +201,12 @@ def column_drift_report(
     if min_rows < 1:
         raise ValueError("min_rows must be at least 1")
     n = len(probabilities)
-    if any(len(values) != n for values in columns.values()):
-        raise ValueError("inputs and probabilities must describe the same rows")
+    if any(len(values) > n for values in columns.values()):
+        raise ValueError("a feature has more values than there are rows")
     if predictions is not None and len(predictions) != n:
         raise ValueError("inputs and predictions must describe the same rows")
     features = [
-        _feature(name, spec, columns.get(name, [None] * n), min_rows)
+        _feature(name, spec, columns.get(name, []), min_rows)
         for name, spec in reference["features"].items()
     ]
     verdicts = [f["status"] for f in features if f["status"] in _SEVERITY]

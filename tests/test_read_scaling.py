@@ -19,7 +19,13 @@ import db
 from monitoring.live import live_drift, live_performance
 from persistence.audit import purge_batch
 from persistence.engine import build_engine, session_scope
-from persistence.monitoring import AtRiskFilter, OutcomeFact, at_risk, record_outcomes
+from persistence.monitoring import (
+    AtRiskFilter,
+    OutcomeFact,
+    at_risk,
+    latest_inputs,
+    record_outcomes,
+)
 from persistence.predictions import PredictionRow, write_predictions
 from persistence.queries import (
     HistoryFilter,
@@ -28,7 +34,9 @@ from persistence.queries import (
     prediction_stats,
     upsert_employees,
 )
+from persistence.tables import INPUT_COLUMNS
 from tests.support.rows import prediction_row
+from training.contract import FEATURES
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 EMPLOYEES = range(1, 13)
@@ -275,3 +283,45 @@ def _floats_close(value: object) -> object:
     if isinstance(value, list | tuple):
         return type(value)(_floats_close(v) for v in value)
     return value
+
+
+def test_the_kept_latest_rows_hold_every_contract_feature_as_a_column(migrated_database):
+    """`/drift` reads the features from `latest_predictions`' columns; a contract feature
+    without one (a contract change without its migration) would send it to the history."""
+    assert {"departement", "poste", *INPUT_COLUMNS} == set(FEATURES)
+    engine = build_engine(migrated_database)
+    try:
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("latest_predictions")}
+    finally:
+        engine.dispose()
+    assert set(FEATURES) <= columns
+
+
+@pytest.mark.postgres
+def test_a_value_holding_the_column_separator_is_still_one_value(new_postgres_database, tmp_path):
+    """PostgreSQL reads a window's features as one joined text per feature (split on the
+    unit separator); a value holding that character (impossible through the contract, written
+    here directly) must not become two: the rows are read instead, and both backends agree."""
+    odd_value = "Com\x1fmercial"
+    rows = [
+        replace(r, input={**r.input, "departement": odd_value})
+        if r.employee_id in (1, 2) and "departement" in r.input
+        else r
+        for r in _rows(120, seed=4)
+    ]
+    urls = {"sqlite": f"sqlite:///{tmp_path / 'odd.db'}", "postgres": new_postgres_database()}
+    answers = {}
+    for backend, url in urls.items():
+        db.upgrade(url)
+        engine = _engine_with(url, rows)
+        try:
+            with Session(engine) as session:
+                (values,) = latest_inputs(session, None, None, None, ["departement"])[2:]
+                assert odd_value in values
+                answers[backend] = live_drift(
+                    session, {"reference": REFERENCE}, model_tag=None, since=None, until=None,
+                    min_rows=1,
+                )  # fmt: skip
+        finally:
+            engine.dispose()
+    assert answers["postgres"] == _floats_close(answers["sqlite"])
