@@ -28,8 +28,9 @@ serve: install
 
 # Commands the tests run that PyPI does not ship, as COMMAND:DEBIAN-PACKAGE pairs: promtool
 # checks deploy/prometheus (tests/test_monitoring_deploy.py); chromium runs the browser tests
-# (tests/browser/, Playwright drives /usr/bin/chromium). Add a pair to add a tool.
-SYSTEM_TOOLS := promtool:prometheus chromium:chromium
+# (tests/browser/, Playwright drives /usr/bin/chromium); wrk loads the server in `make bench`.
+# Add a pair to add a tool.
+SYSTEM_TOOLS := promtool:prometheus chromium:chromium wrk:wrk
 
 # A no-op when every command is on PATH. Otherwise, as root with apt-get (a Debian or Ubuntu
 # machine, CI's), installs the missing packages, updating the package lists only if the install
@@ -68,7 +69,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
+bench: system-deps install
 	$(BIN)/python bench/run.py
 
 bench-reads: install  ## read scaling: every read and page at 100k and 1M stored predictions

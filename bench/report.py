@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,9 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "wrk": subprocess.run(
             ["wrk", "--version"], capture_output=True, text=True, check=False
-        ).stdout.splitlines()[0:1],
+        ).stdout.splitlines()[0:1]
+        if shutil.which("wrk")
+        else [],
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty_files": len(git("status", "--porcelain").splitlines()),
         "load_average_start": [round(load, 2) for load in os.getloadavg()],
