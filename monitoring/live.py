@@ -9,12 +9,11 @@ feature extracted by the database, never the whole JSON input), handed over as c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sqlmodel import Session
 
 from monitoring.drift import column_drift_report
@@ -57,11 +56,11 @@ def live_performance(
     threshold: float,
 ) -> dict[str, Any]:
     monthly = latest_per_employee_month(session, model_tag, since, until)
-    employee_id, created_at, _, probability, prediction, row_threshold = monthly
+    employee_id, day, probability, prediction, row_threshold = monthly
     fact_employee_id, status, event_date = outcome_columns(session)
     return column_performance_report(
         employee_ids=np.array(employee_id, dtype=np.int64),
-        days=_utc_days(created_at),
+        days=np.array(day, dtype="datetime64[D]"),
         probability=np.array(probability, dtype=float),
         prediction=np.array(prediction, dtype=float),
         row_threshold=np.array(row_threshold, dtype=float),
@@ -72,11 +71,3 @@ def live_performance(
         threshold=threshold,
         training=metadata.get("metrics"),
     )
-
-
-def _utc_days(moments: Sequence[datetime]) -> np.ndarray:
-    """UTC calendar days of stored timestamps (aware on PostgreSQL, naive UTC on SQLite)."""
-    if not moments:
-        return np.array([], dtype="datetime64[D]")
-    stamps = pd.to_datetime(moments, utc=True)
-    return stamps.tz_localize(None).to_numpy().astype("datetime64[D]")

@@ -124,20 +124,19 @@ def _columns(session: Session, statement: Any) -> list[list[Any]]:
     return [list(c) for c in zip(*rows, strict=True)] or [[] for _ in statement.selected_columns]
 
 
-def _packed_inputs(session: Session, rows: Any) -> list[list[Any]] | None:
-    """`latest_inputs`' columns of `rows` (a subquery), but that a feature's nulls are left
-    out, each read as one `string_agg` of its values' text and split here: 10,000
-    rows of 29 values decoded one by one by the driver took ~33 ms, the 29 texts ~17 ms.
-    Probability and prediction come back as numbers. None when a value holds the separator
-    (each column's count proves it; no contract value can: features are numbers, booleans
-    and fixed categories), for the caller to read the rows instead."""
+def _packed(session: Session, rows: Any) -> list[list[str]] | None:
+    """The columns of `rows` (a subquery) as text, a column's nulls left out, each read as one
+    `string_agg` and split here: 10,000 rows of 29 values decoded one by one by the driver
+    took ~33 ms, the 29 texts ~17 ms. None when a value holds the separator (each column's
+    count proves it; none of what is read so can: numbers, timestamps, booleans and the
+    contract's fixed categories), for the caller to read the rows instead."""
     texts = [sa.func.string_agg(sa.cast(c, sa.Text), _SEPARATOR) for c in rows.c]
     counts = [sa.func.count(c) for c in rows.c]
     found = session.connection().execute(sa.select(*texts, *counts)).one()
     columns = [text.split(_SEPARATOR) if text is not None else [] for text in found[: len(texts)]]
     if any(len(c) != count for c, count in zip(columns, found[len(texts) :], strict=True)):
         return None
-    return [[float(v) for v in columns[0]], [int(v) for v in columns[1]], *columns[2:]]
+    return columns
 
 
 def _kept(session: Session, until: datetime | None) -> bool:
@@ -149,11 +148,16 @@ def _newest_first(created: Any, identifier: Any) -> tuple[Any, Any]:
     return created.desc(), identifier.desc()
 
 
-def _month(session: Session) -> Any:
-    created = col(PredictionRecord.created_at)
+# A timestamp's UTC calendar day or month as text: PostgreSQL's `to_char` and SQLite's
+# `strftime` patterns (SQLite stores UTC already).
+_UTC_TEXT = {"day": ("YYYY-MM-DD", "%Y-%m-%d"), "month": ("YYYY-MM", "%Y-%m")}
+
+
+def _utc(session: Session, created: Any, unit: Literal["day", "month"]) -> Any:
+    postgresql_pattern, sqlite_pattern = _UTC_TEXT[unit]
     if session.get_bind().dialect.name == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", created), "YYYY-MM")
-    return sa.func.strftime("%Y-%m", created)
+        return sa.func.to_char(sa.func.timezone("UTC", created), postgresql_pattern)
+    return sa.func.strftime(sqlite_pattern, created)
 
 
 def _window(
@@ -172,55 +176,49 @@ def _window(
 def latest_per_employee_month(
     session: Session, model_tag: str | None, since: datetime | None, until: datetime | None
 ) -> list[list[Any]]:
-    """For each employee and cohort month (YYYY-MM, UTC), the latest prediction in the window:
-    columns employee_id, created_at, month, probability, prediction, threshold."""
+    """For each employee and cohort month (UTC), the latest prediction in the window: columns
+    employee_id, day (its UTC calendar day, ``YYYY-MM-DD``), probability, prediction,
+    threshold; as text on PostgreSQL when read packed (`_packed`: ~18,500 rows for a 30-day
+    window at 1M predictions, 26 ms as rows of timestamps)."""
     if _kept(session, until):
-        return _columns(session, _kept_monthly(model_tag, since))
-    month = _month(session).label("month")
+        kept = _kept_monthly(session, model_tag, since)
+        return _packed(session, kept.subquery()) or _columns(session, kept)
+    p = PredictionRecord
+    month = _utc(session, col(p.created_at), "month")
     rank = (
         sa.func.row_number()
         .over(
-            partition_by=(col(PredictionRecord.employee_id), month),
-            order_by=_newest_first(col(PredictionRecord.created_at), col(PredictionRecord.id)),
+            partition_by=(col(p.employee_id), month),
+            order_by=_newest_first(col(p.created_at), col(p.id)),
         )
         .label("rank")
     )
     inner = _window(
         sa.select(
-            col(PredictionRecord.employee_id),
-            col(PredictionRecord.created_at),
-            month,
-            col(PredictionRecord.probability),
-            col(PredictionRecord.prediction),
-            col(PredictionRecord.threshold),
+            col(p.employee_id),
+            _utc(session, col(p.created_at), "day").label("day"),
+            col(p.probability),
+            col(p.prediction),
+            col(p.threshold),
             rank,
-        ).where(col(PredictionRecord.employee_id).is_not(None)),
+        ).where(col(p.employee_id).is_not(None)),
         model_tag,
         since,
         until,
     ).subquery()
-    statement = sa.select(
-        inner.c.employee_id,
-        inner.c.created_at,
-        inner.c.month,
-        inner.c.probability,
-        inner.c.prediction,
-        inner.c.threshold,
-    ).where(inner.c.rank == 1)
+    statement = sa.select(*(c for c in inner.c if c.name != "rank")).where(inner.c.rank == 1)
     return _columns(session, statement)
 
 
-def _kept_monthly(model_tag: str | None, since: datetime | None) -> Any:
+def _kept_monthly(session: Session, model_tag: str | None, since: datetime | None) -> Any:
     m = LatestMonthlyPrediction
-    columns = (
+    statement = sa.select(
         col(m.employee_id),
-        col(m.created_at),
-        col(m.month),
+        _utc(session, col(m.created_at), "day").label("day"),
         col(m.probability),
         col(m.prediction),
         col(m.threshold),
     )
-    statement = sa.select(*columns)
     if model_tag is not None:
         statement = statement.where(col(m.model_tag) == model_tag)
     else:  # the newest over every model's newest
@@ -263,7 +261,7 @@ def latest_inputs(
     or, on PostgreSQL, left out (a feature's column then has fewer values than there are
     rows). On PostgreSQL the latest rows' features are columns of `latest_predictions`
     (migration 0010: ~10 ms of SQL for 10,000 employees where one `jsonb_to_record` per input
-    took ~40 ms), read packed (`_packed_inputs`); the few rows that name no employee are read
+    took ~40 ms), read packed (`_packed`); the few rows that name no employee are read
     from their JSON (one `jsonb_to_record` each: a `->>` per feature decompressed it 27
     times, 130 ms for 10,000 rows).
     """
@@ -284,7 +282,11 @@ def latest_inputs(
             None,
         )
         rows = sa.union_all(named, anonymous)
-        return _packed_inputs(session, rows.subquery()) or _columns(session, rows)
+        packed = _packed(session, rows.subquery())
+        if packed is None:
+            return _columns(session, rows)
+        probability, prediction, *texts = packed
+        return [[float(v) for v in probability], [int(v) for v in prediction], *texts]
     rank = (
         sa.func.row_number()
         .over(
