@@ -106,13 +106,21 @@ def outcome_facts(session: Session, employee_ids: Sequence[int]) -> list[dict[st
 
 
 def outcome_columns(session: Session) -> list[list[Any]]:
-    """Every recorded fact as columns (employee_id, status, event_date): one or two per
-    employee, bounded by the workforce, not by the history (read whole rather than by a list
-    of 10,000 ids, whose bound parameters cost more than the rows)."""
-    statement = sa.select(
-        col(Outcome.employee_id), col(Outcome.status), col(Outcome.event_date)
-    ).order_by(col(Outcome.id))
-    return _columns(session, statement)
+    """Every recorded fact as columns (employee_id, status, event_date; in no particular
+    order; on PostgreSQL as text): one or two per employee, bounded by the workforce, not by
+    the history (read whole rather than by a list of 10,000 ids, whose bound parameters cost
+    more than the rows)."""
+    if session.get_bind().dialect.name != "postgresql":
+        statement = sa.select(
+            col(Outcome.employee_id), col(Outcome.status), col(Outcome.event_date)
+        ).order_by(col(Outcome.id))
+        return _columns(session, statement)
+    # Packed (6,000 facts: ~8 ms and a score of garbage collections as rows), the dates as
+    # ISO text (numpy reads them ten times faster than date objects).
+    days = sa.func.to_char(col(Outcome.event_date), "YYYY-MM-DD")
+    rows = sa.select(col(Outcome.employee_id), col(Outcome.status), days).subquery()
+    packed = _packed(session, rows)
+    return packed if packed is not None else _columns(session, sa.select(rows))
 
 
 def _columns(session: Session, statement: Any) -> list[list[Any]]:
@@ -127,9 +135,12 @@ def _columns(session: Session, statement: Any) -> list[list[Any]]:
 def _packed(session: Session, rows: Any) -> list[list[str]] | None:
     """The columns of `rows` (a subquery) as text, a column's nulls left out, each read as one
     `string_agg` and split here: 10,000 rows of 29 values decoded one by one by the driver
-    took ~33 ms, the 29 texts ~17 ms. None when a value holds the separator (each column's
-    count proves it; none of what is read so can: numbers, timestamps, booleans and the
-    contract's fixed categories), for the caller to read the rows instead."""
+    took ~33 ms, the 29 texts ~17 ms. Columns without nulls stay aligned row by row: one
+    SELECT's aggregates advance together over the same input rows (and a test compares the
+    answers with SQLite's, read as rows); one text per row instead, joined in SQL and split
+    into a numpy array, measured slower (perf 99 against 76 ms p50). None when a value holds
+    the separator (each column's count proves it; none of what is read so can: numbers, days,
+    booleans and the contract's fixed categories), for the caller to read the rows instead."""
     texts = [sa.func.string_agg(sa.cast(c, sa.Text), _SEPARATOR) for c in rows.c]
     counts = [sa.func.count(c) for c in rows.c]
     found = session.connection().execute(sa.select(*texts, *counts)).one()
