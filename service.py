@@ -122,7 +122,20 @@ def _request(ctx: bentoml.Context, employee: Employee, endpoint: str) -> Scoring
     )
 
 
-@bentoml.service(name="attrition")
+def _model_envs() -> list[dict[str, str]]:
+    """The model tags the service is declared with, as its envs: `bentoml build` writes them
+    into the Bento and its image (`ENV`), so an image that packs a champion and a challenger
+    says which is which without its deployment repeating deploy/models.env (an unset
+    `ATTRITION_MODEL_TAG` there would load `latest`: the challenger). An environment that
+    sets them still wins (`bentoml serve` passes the process's own values to the workers)."""
+    tags = {
+        "ATTRITION_MODEL_TAG": settings.model_tag,
+        "ATTRITION_SHADOW_MODEL_TAG": settings.shadow_model_tag,
+    }
+    return [{"name": name, "value": tag} for name, tag in tags.items() if tag]
+
+
+@bentoml.service(name="attrition", envs=_model_envs())
 @bentoml.asgi_app(routes, path="/")
 class Attrition:
     model = bentoml.models.BentoModel(settings.model_tag)

@@ -215,7 +215,15 @@ def bento(trained_tag: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     name, version = tag.split(":")
     path = Path(os.environ["BENTOML_HOME"]) / "bentos" / name / version
     assert path.is_dir(), out.stdout + out.stderr
-    return {"tag": tag, "path": path, "model_tag": model_tag, "env": env, "tmp": tmp}
+    declared = env.get("ATTRITION_MODEL_TAG", Settings.model_fields["model_tag"].default)
+    return {
+        "tag": tag,
+        "path": path,
+        "model_tag": model_tag,
+        "declared_model": declared,
+        "env": env,
+        "tmp": tmp,
+    }
 
 
 def test_bentofile_ships_every_module_the_image_imports():
@@ -257,10 +265,16 @@ def test_bento_carries_code_config_and_a_pinned_model(bento: dict):
     assert config.startswith(f"{IMAGE_BENTO_PATH}/")
     assert (path / Path(config).relative_to(IMAGE_BENTO_PATH)).is_file()
 
+    # It names the model it was built with (the service's envs); a build without a shadow
+    # names none.
+    assert envs["ATTRITION_MODEL_TAG"] == bento["declared_model"]
+    assert "ATTRITION_SHADOW_MODEL_TAG" not in envs
+
     dockerfile = (path / "env" / "docker" / "Dockerfile").read_text()
     assert "FROM python:3.11" in dockerfile
     assert f"ARG BENTOML_CONFIG={config}" in dockerfile
     assert "ENV BENTOML_CONFIG=$BENTOML_CONFIG" in dockerfile
+    assert "ENV ATTRITION_MODEL_TAG=$ATTRITION_MODEL_TAG" in dockerfile
     requirements = (path / "env" / "python" / "requirements.txt").read_text()
     assert f"bentoml=={bentoml.__version__}" in requirements
     assert "psycopg2-binary==" in requirements
@@ -374,18 +388,12 @@ def _models(command: str, text: str | None = None, tmp_path: Path | None = None)
     )
 
 
-def test_models_file_names_what_the_deployment_serves():
-    """The image carries the models deploy/models.env names; the Deployment must select the
-    same ones (a champion left to `latest` beside a shadow would be the challenger)."""
-    read = _models("env")
-    assert read.returncode == 0, read.stderr
-    named = dict(line.split("=", 1) for line in read.stdout.split() if "=" in line)
-    deployed = {
-        e["name"]: e["value"]
-        for e in _container("Deployment").get("env", [])
-        if e["name"] in MODEL_VARIABLES and e.get("value")  # empty: unset, as in the file
-    }
-    assert deployed == named
+def test_the_deployment_leaves_the_model_tags_to_the_image():
+    """The image carries the models deploy/models.env names, and their tags as its `ENV`
+    (service.py `_model_envs`, tests/test_shadow.py); a Deployment that set them too would be a
+    second list to keep in step, and the wrong one on the day it is not."""
+    named = {e["name"] for e in _container("Deployment").get("env", [])}
+    assert not named & set(MODEL_VARIABLES)
     assert set(_settings_env_names()) >= set(MODEL_VARIABLES)
 
 

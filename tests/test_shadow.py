@@ -484,6 +484,10 @@ def test_make_bento_packs_the_champion_and_the_shadow_the_models_file_names(
         assert {str(m.tag) for m in service.models} == {models.champion, models.challenger}
         assert {str(m.tag) for m in info.all_models} == {models.champion, models.challenger}
         assert not info.models
+        # The image says which is which (service.py `_model_envs`): no deployment must.
+        envs = {e.name: e.value for e in info.envs}
+        assert envs["ATTRITION_MODEL_TAG"] == models.champion
+        assert envs["ATTRITION_SHADOW_MODEL_TAG"] == models.challenger
     finally:
         bentoml.delete(built.group(1))
 
