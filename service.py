@@ -32,7 +32,6 @@ from serving.bentoml_compat import (
     ListBody,
     describe_service,
     disable_unexported_tracing,
-    document_shared_paths,
     install_request_deadline,
 )
 from serving.errors import NotFound, refusing
@@ -64,7 +63,6 @@ settings = get_settings()
 disable_unexported_tracing()
 install_request_deadline()
 describe_service("attrition", API_DESCRIPTION)
-document_shared_paths()
 ENGINE = build_engine(
     settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
 )

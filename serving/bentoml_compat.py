@@ -38,11 +38,6 @@ for each, so an upgrade that moves or changes one fails there, by name, not in p
    hosts (found by the browser tests' network log). There is no public setting for it outside
    `bentoml build`; the property is replaced on the class with one that answers the given text
    for the named service and defers to BentoML's for any other.
-5. `document_shared_paths()`: `/docs.json` is `Service.openapi_spec`, built by
-   `_bentoml_sdk.service.openapi.generate_spec`, which puts the mounted FastAPI app's paths over
-   the service's APIs path by path: `GET /model` (a route) hid `POST /model` (the API the Python
-   client calls). No setting merges them; the property is replaced by one that adds back, on a
-   path both declare, the methods BentoML's own path item has and the mounted one lacks.
 The adaptive batcher used to be BentoML's `CorkDispatcher`; it is now the service's own
 (`serving/batcher.py`), so no internal is needed for it.
 """
@@ -53,14 +48,11 @@ import asyncio
 import os
 from typing import Annotated, Any, Generic, Self, TypeVar
 
-import attrs
 from _bentoml_impl.server.app import ServiceAppFactory
 from _bentoml_sdk.io_models import IORootModel
 from _bentoml_sdk.service.factory import Service
-from _bentoml_sdk.service.openapi import _get_api_routes, generate_spec
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.server.http import traffic
-from bentoml._internal.service.openapi.specification import OpenAPISpecification
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from pydantic import TypeAdapter
 from starlette.middleware import Middleware
@@ -161,26 +153,3 @@ def describe_service(name: str, text: str) -> None:
     """The OpenAPI description of the service `name` (see the module docstring, 4)."""
     _DESCRIPTIONS[name] = text
     Service.doc = property(_doc)
-
-
-_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-
-
-def _openapi_spec(service: Service[Any]) -> OpenAPISpecification:
-    spec: OpenAPISpecification = generate_spec(service)
-    for path, api_item in _get_api_routes(service).items():
-        mounted = spec.paths.get(path)
-        if mounted is None or mounted is api_item:
-            continue
-        missing = {
-            method: getattr(api_item, method)
-            for method in _METHODS
-            if getattr(mounted, method) is None and getattr(api_item, method) is not None
-        }
-        spec.paths[path] = attrs.evolve(mounted, **missing)
-    return spec
-
-
-def document_shared_paths() -> None:
-    """Every method of a path both an API and a route declare (module docstring, 5)."""
-    Service.openapi_spec = property(_openapi_spec)

@@ -202,15 +202,6 @@ def test_the_openapi_schema_of_predict_batch_is_an_array_of_employees(service):
     assert set(employee["properties"]) == set(Employee.model_fields)
 
 
-def test_bentoml_alone_still_hides_an_api_behind_a_route_on_the_same_path(service):
-    """Canary for `document_shared_paths`: once BentoML's own document keeps both methods of
-    `/model`, the replaced property can go."""
-    from _bentoml_sdk.service.openapi import generate_spec
-
-    assert "post" not in generate_spec(service.Attrition).asdict()["paths"]["/model"]
-    assert {"get", "post"} <= set(service.Attrition.openapi_spec.asdict()["paths"]["/model"])
-
-
 def test_a_list_body_validates_bytes_into_employees():
     parsed = Employees.model_validate_json(f"[{_json(RAW)}, {_json(RAW | {'age': 30})}]")
     assert [type(e) for e in parsed.root] == [Employee, Employee]

@@ -45,17 +45,6 @@ def test_the_one_openapi_document_still_documents_every_route(api):
         assert path in document["paths"], path
 
 
-def test_a_path_that_is_both_an_api_and_a_route_documents_both_methods(api):
-    """`POST /model` is a BentoML API (the Python client's `model_card`), `GET /model` a route;
-    BentoML's document kept only the route (serving.bentoml_compat.document_shared_paths)."""
-    model = api.client.get("/docs.json").json()["paths"]["/model"]
-    assert {"get", "post"} <= set(model), model
-    assert model["post"]["operationId"] == "attrition__model_card"
-    assert model["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ModelCard"
-    }
-
-
 def test_the_openapi_description_is_the_services_own_and_names_no_other_host(api):
     """BentoML's default description shows badge images from three other hosts; the docs
     page renders it (serving.bentoml_compat.describe_service)."""
