@@ -21,6 +21,7 @@ from cli.main import main as attrition
 from tests.support import databases
 from tests.support.inprocess import Api, running
 from tests.support.servers import Service, start_service
+from tests.support.ui import TEST_CLIENT
 from training.generator import write_extracts
 
 GENERATED_ROWS = 600
@@ -132,3 +133,14 @@ def api(
             keys = databases.prepare_database(url, seed_dir=generated_dir)
             with running("postgres", url, keys, trained_tag) as api:
                 yield api
+
+
+@pytest.fixture
+def signed_out(api: Api) -> Iterator[None]:
+    """The HR page's tests: each starts (and leaves the shared client) signed out, the test
+    client's address not slowed down by earlier failed sign-ins."""
+    api.client.cookies.clear()
+    api.module.SIGN_IN_BACKOFF.succeeded(TEST_CLIENT)
+    yield
+    api.client.cookies.clear()
+    api.module.SIGN_IN_BACKOFF.succeeded(TEST_CLIENT)

@@ -67,17 +67,6 @@ def _fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()  # monkeypatch has restored the environment by now
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_database(request, tmp_path) -> str:
-    """A migrated database of this test's own (no employees, no keys)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'monitoring.db'}"
-    else:
-        url = request.getfixturevalue("new_postgres_database")()
-    db.upgrade(url)
-    return url
-
-
 @pytest.fixture(scope="module")
 def served(trained_tag: str) -> Any:
     """The model the commands load (the store's latest: the session's trained one)."""
@@ -152,8 +141,8 @@ def test_outcomes_import_records_the_extracts_once(
     assert other["known"] == other["new"] == len(ids & truth.keys()) > 0
 
 
-def test_outcomes_import_fails_cleanly(tmp_path, fresh_database, monkeypatch, capsys):
-    use(monkeypatch, fresh_database)
+def test_outcomes_import_fails_cleanly(tmp_path, migrated_database, monkeypatch, capsys):
+    use(monkeypatch, migrated_database)
     missing = tmp_path / "nowhere"
     assert (
         attrition(["outcomes", "import", "--data-dir", str(missing), "--as-of", "2031-01-01"]) == 2
@@ -165,10 +154,10 @@ def test_outcomes_import_fails_cleanly(tmp_path, fresh_database, monkeypatch, ca
 
 
 def test_outcomes_import_skips_every_unknown_employee(
-    fresh_database, generated_dir, monkeypatch, capsys
+    migrated_database, generated_dir, monkeypatch, capsys
 ):
     """A database whose `employees` table is empty: nothing to record, and it says so."""
-    use(monkeypatch, fresh_database)
+    use(monkeypatch, migrated_database)
     counts = import_outcomes(capsys, generated_dir, "2031-07-13")
     assert counts["known"] == counts["new"] == 0
     assert counts["unknown"] == len(load_extracts(generated_dir).employees)
@@ -182,18 +171,18 @@ def run_drift(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]
     return code, capsys.readouterr().out
 
 
-def test_drift_command_exit_codes(fresh_database, samples, served, monkeypatch, capsys):
+def test_drift_command_exit_codes(migrated_database, samples, served, monkeypatch, capsys):
     """Stable rows 20 days ago, two shifted features 2 days ago, nothing in the last hour."""
     now = datetime.now(UTC)
     threshold = served.scorer().threshold
     write_rows(
-        fresh_database,
+        migrated_database,
         anonymous_rows(served.tag, samples["early"], now - timedelta(days=20), threshold)
         + anonymous_rows(served.tag, shifted(samples["late"]), now - timedelta(days=2), threshold)
         # another model's rows in the stable window: not the served model's, never read
         + anonymous_rows("other:1", shifted(samples["early"]), now - timedelta(days=20), threshold),
     )
-    use(monkeypatch, fresh_database)
+    use(monkeypatch, migrated_database)
     middle = (now - timedelta(days=10)).isoformat()
 
     code, out = run_drift(capsys, "--json", "--fail-above", "0.25", "--until", middle)
@@ -234,13 +223,13 @@ def test_drift_command_exit_codes(fresh_database, samples, served, monkeypatch, 
 
 
 def test_drift_command_minimum_sample_is_a_setting(
-    fresh_database, samples, served, monkeypatch, capsys
+    migrated_database, samples, served, monkeypatch, capsys
 ):
     now = datetime.now(UTC)
     sample = shifted(samples["early"])
     few = Sample(sample.inputs[:120], sample.probabilities[:120])
-    write_rows(fresh_database, anonymous_rows(served.tag, few, now, served.scorer().threshold))
-    use(monkeypatch, fresh_database)
+    write_rows(migrated_database, anonymous_rows(served.tag, few, now, served.scorer().threshold))
+    use(monkeypatch, migrated_database)
 
     code, out = run_drift(capsys, "--json", "--fail-above", "0.25")
     assert (code, json.loads(out)["status"]) == (0, "insufficient_data")
@@ -284,9 +273,9 @@ def wait_for(url: str, done: Any, timeout: float = GAUGES_LAND_WITHIN) -> dict:
 
 @pytest.mark.e2e
 def test_monitor_record_feeds_the_gauges(
-    fresh_database, generated_dir, samples, served, session_home, monkeypatch, capsys
+    migrated_database, generated_dir, samples, served, session_home, monkeypatch, capsys
 ):
-    url = fresh_database
+    url = migrated_database
     databases.prepare_database(url, seed_dir=generated_dir)
     now = datetime.now(UTC)
     threshold = served.scorer().threshold

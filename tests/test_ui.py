@@ -20,7 +20,7 @@ from serving.ui.assets import CONTENT_SECURITY_POLICY
 from serving.ui.formatting import moment, number, percent
 from tests.support.databases import stored
 from tests.support.http import poll
-from tests.support.ui import TEST_CLIENT, form_token, new_key, sign_in
+from tests.support.ui import form_token, new_key, sign_in
 from training.extracts import load_extracts
 
 SCORED = 6
@@ -28,12 +28,7 @@ WRITTEN_WITHIN = 10  # seconds: the access log flushes every 2 s
 ASSET = re.compile(r"""(?:src|href)="([^"#?]+)""")
 
 
-@pytest.fixture(autouse=True)
-def no_cookies(api):
-    api.client.cookies.clear()
-    api.module.SIGN_IN_BACKOFF.succeeded(TEST_CLIENT)
-    yield
-    api.client.cookies.clear()
+pytestmark = pytest.mark.usefixtures("signed_out")
 
 
 @pytest.fixture(scope="module")

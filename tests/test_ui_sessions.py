@@ -27,14 +27,7 @@ from tests.support.ui import TEST_CLIENT, form_token, new_key, sign_in
 WRITTEN_WITHIN = 10  # seconds: the refusal log flushes every 2 s
 
 
-@pytest.fixture(autouse=True)
-def no_cookies(api):
-    """Each test starts (and leaves the shared client) signed out, its address not slowed."""
-    api.client.cookies.clear()
-    api.module.SIGN_IN_BACKOFF.succeeded(TEST_CLIENT)
-    yield
-    api.client.cookies.clear()
-    api.module.SIGN_IN_BACKOFF.succeeded(TEST_CLIENT)
+pytestmark = pytest.mark.usefixtures("signed_out")
 
 
 def set_cookies(answer) -> dict[str, SimpleCookie]:
